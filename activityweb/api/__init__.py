@@ -1,0 +1,6 @@
+"""The JSON API under /api/v1: what producers post to and programs read from."""
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+from . import activities, openapi  # noqa: E402,F401  (routes register on import)

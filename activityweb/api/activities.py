@@ -1,0 +1,53 @@
+"""Activities: ingest, list, get. Views parse and answer; `store` does the work."""
+from flask import current_app, g, jsonify, request
+
+from .. import store
+from ..auth import require
+from ..schemas import (
+    ApiError,
+    activity_json,
+    parse_cursor,
+    parse_events,
+    parse_filter,
+    parse_limit,
+)
+from . import bp
+
+
+@bp.post("/activities")
+@require("ingest")
+def create_activities():
+    events, is_batch = parse_events(request.get_data(cache=False), current_app.config["MAX_BATCH"])
+    results = store.add_activities(g.principal.tenant_id, events)
+    slug = g.principal.tenant_slug
+    if not is_batch:
+        result = results[0]
+        body = activity_json(result.activity, slug)
+        if result.duplicate:
+            body["duplicate"] = True
+            return jsonify(body), 200
+        return jsonify(body), 201
+    items = [{**activity_json(r.activity, slug), "duplicate": r.duplicate} for r in results]
+    created = sum(not r.duplicate for r in results)
+    body = {"items": items, "created": created, "duplicates": len(results) - created}
+    return jsonify(body), 201 if created else 200
+
+
+@bp.get("/activities")
+@require("read")
+def list_activities():
+    flt = parse_filter(request.args)
+    page = store.list_activities(
+        g.principal.tenant_id, flt, limit=parse_limit(request.args), after=parse_cursor(request.args)
+    )
+    slug = g.principal.tenant_slug
+    return jsonify({"items": [activity_json(a, slug) for a in page.items], "next_cursor": page.next_cursor})
+
+
+@bp.get("/activities/<activity_id>")
+@require("read")
+def get_activity(activity_id: str):
+    activity = store.get_activity(g.principal.tenant_id, activity_id)
+    if activity is None:
+        raise ApiError(404, "not_found", f"No activity {activity_id!r} in this tenant.")
+    return jsonify(activity_json(activity, g.principal.tenant_slug))

@@ -1,0 +1,193 @@
+"""GET /api/v1/openapi.json: the OpenAPI 3.1 document of every endpoint.
+
+Event schemas come from the pydantic models that validate requests, so the
+document cannot drift from what the server accepts.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import jsonify
+
+from ..schemas import PRIORITIES, ActivityIn, ActivityOut
+from . import bp
+
+FILTER_PARAMETERS = [
+    ("type", "Event type; repeat for several; `tool.*` matches a prefix.", True),
+    ("source", "Producer family (api, claude_code, github, ...).", True),
+    ("actor", "actor_id.", True),
+    ("entity_type", "Entity type.", True),
+    ("entity_id", "Entity id.", True),
+    ("status", "Outcome, e.g. success, failed.", True),
+    ("priority", "low, normal, high or critical.", True),
+    ("tag", "Events carrying this tag; repeat for any of several.", True),
+    ("project", "Project.", True),
+    ("environment", "Environment.", True),
+    ("conversation_id", "Conversation.", True),
+    ("session_id", "Session.", True),
+    ("correlation_id", "Correlation id.", True),
+    ("since", "occurred_at at or after this RFC 3339 time.", False),
+    ("until", "occurred_at before this RFC 3339 time.", False),
+    ("q", "Full-text search over title, summary, actor and entity names; each word matches as a prefix.", False),
+]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {
+        400: "Malformed request or bad parameter",
+        401: "Missing, unknown or revoked token",
+        403: "The token lacks the needed scope",
+        404: "Not found in this tenant",
+        413: "Body over 1 MiB",
+        422: "Invalid event(s)",
+        429: "Rate limited; see Retry-After",
+    }
+    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+
+
+def filter_parameters() -> list[dict]:
+    params = []
+    for name, description, repeatable in FILTER_PARAMETERS:
+        schema: dict = {"type": "string"}
+        if name == "priority":
+            schema = {"type": "string", "enum": list(PRIORITIES)}
+        if name in ("since", "until"):
+            schema = {"type": "string", "format": "date-time"}
+        if repeatable:
+            schema = {"type": "array", "items": schema}
+        params.append({"name": name, "in": "query", "required": False, "description": description,
+                       "schema": schema, **({"style": "form", "explode": True} if repeatable else {})})
+    return params
+
+
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page.", "schema": {"type": "string"}},
+]
+
+
+def components() -> dict:
+    activity_in = ActivityIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    activity_out = ActivityOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    activity_out["additionalProperties"] = False
+    return {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "ActivityIn": activity_in,
+            "Activity": activity_out,
+            "ActivityPage": {
+                "type": "object",
+                "required": ["items", "next_cursor"],
+                "properties": {
+                    "items": {"type": "array", "items": _ref("Activity")},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "BatchResult": {
+                "type": "object",
+                "required": ["items", "created", "duplicates"],
+                "properties": {
+                    "items": {"type": "array", "items": _ref("Activity")},
+                    "created": {"type": "integer"},
+                    "duplicates": {"type": "integer"},
+                },
+            },
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message", "details"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "details": {"type": "array", "items": {"type": "object"}},
+                        },
+                    }
+                },
+            },
+            "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+        },
+    }
+
+
+def paths() -> dict:
+    return {
+        "/api/v1/activities": {
+            "post": {
+                "summary": "Post one event, or a batch of up to 1,000 in one statement",
+                "operationId": "createActivities",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        _ref("ActivityIn"),
+                        {"type": "array", "items": _ref("ActivityIn"), "minItems": 1, "maxItems": 1000},
+                    ]}}},
+                },
+                "responses": {
+                    "201": _json({"oneOf": [_ref("Activity"), _ref("BatchResult")]}, "Stored"),
+                    "200": _json({"oneOf": [_ref("Activity"), _ref("BatchResult")]},
+                                 "Already stored (idempotent repeat); `duplicate` is true"),
+                    **_errors(400, 401, 403, 413, 422, 429),
+                },
+            },
+            "get": {
+                "summary": "List activities, newest first, in keyset pages",
+                "operationId": "listActivities",
+                "parameters": filter_parameters() + PAGE_PARAMETERS,
+                "responses": {"200": _json(_ref("ActivityPage"), "One page"), **_errors(400, 401, 403, 429)},
+            },
+        },
+        "/api/v1/activities/{activity_id}": {
+            "get": {
+                "summary": "One activity",
+                "operationId": "getActivity",
+                "parameters": [{"name": "activity_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref("Activity"), "The activity"), **_errors(401, 403, 404)},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {"summary": "This document", "operationId": "openapi", "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1 document"}}}
+        },
+        "/healthz": {
+            "get": {"summary": "The process is up", "operationId": "healthz", "security": [],
+                    "responses": {"200": _json(_ref("Health"), "Up")}}
+        },
+        "/readyz": {
+            "get": {"summary": "The database is reachable and migrated", "operationId": "readyz", "security": [],
+                    "responses": {"200": _json(_ref("Health"), "Ready"),
+                                  "503": _json(_ref("Health"), "Not ready")}}
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ActivityWeb API",
+            "version": "1.0.0",
+            "description": "Post activity events from any producer; read them back filtered and paged. "
+            "Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths(),
+        "components": components(),
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(document())

@@ -1,0 +1,179 @@
+"""Credentials and tenant scoping.
+
+The tenant of every request comes from its credential (an API token here),
+never from the body or the query string.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import current_app, g, request
+
+from .extensions import db
+from .models import ApiToken, Tenant, utcnow
+from .schemas import ApiError
+
+SCOPES = ("ingest", "read", "admin")
+TOKEN_PREFIX = "aw_"
+DEFAULT_TENANT = "default"
+# Writing last_used_at on every call would turn each read into a write.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a tenant, and what they may do there."""
+
+    tenant_id: int
+    tenant_slug: str
+    scopes: frozenset[str]
+    token_id: int | None = None
+    local: bool = False
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+# ----------------------------------------------------------------- tenants
+
+
+def get_or_create_tenant(slug: str, name: str | None = None) -> Tenant:
+    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+    if tenant is None:
+        tenant = create_tenant(slug, name)
+    return tenant
+
+
+def create_tenant(slug: str, name: str | None = None) -> Tenant:
+    if not _SLUG.match(slug):
+        raise ValueError("a tenant slug is lower-case letters, digits and dashes, at most 63 characters")
+    tenant = Tenant(slug=slug, name=name or slug)
+    db.session.add(tenant)
+    db.session.commit()
+    return tenant
+
+
+def find_tenant(slug: str) -> Tenant | None:
+    return db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+
+
+def list_tenants() -> list[Tenant]:
+    return list(db.session.execute(sa.select(Tenant).order_by(Tenant.slug)).scalars())
+
+
+# ------------------------------------------------------------------ tokens
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(tenant: Tenant, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+    """Make a token; returns it and the secret, which is not stored and cannot be shown again."""
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"scopes are one or more of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        tenant_id=tenant.id,
+        name=name,
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        token_hash=hash_token(secret),
+        scopes=" ".join(dict.fromkeys(scopes)),
+    )
+    db.session.add(token)
+    db.session.commit()
+    return token, secret
+
+
+def list_tokens(tenant_id: int | None = None) -> list[ApiToken]:
+    query = sa.select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
+    if tenant_id is not None:
+        query = query.where(ApiToken.tenant_id == tenant_id)
+    return list(db.session.execute(query).scalars())
+
+
+def revoke_token(token_id: int, tenant_id: int | None = None) -> ApiToken | None:
+    query = sa.select(ApiToken).where(ApiToken.id == token_id)
+    if tenant_id is not None:
+        query = query.where(ApiToken.tenant_id == tenant_id)
+    token = db.session.execute(query).scalar_one_or_none()
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = utcnow()
+        db.session.commit()
+    return token
+
+
+def principal_for_token(secret: str) -> Principal | None:
+    """The principal a bearer secret stands for, or None if unknown or revoked."""
+    row = db.session.execute(
+        sa.select(ApiToken, Tenant.slug)
+        .join(Tenant, Tenant.id == ApiToken.tenant_id)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None:
+        return None
+    token, slug = row
+    if token.revoked_at is not None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
+        db.session.execute(sa.update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+        db.session.commit()
+    return Principal(token.tenant_id, slug, token.scope_set, token_id=token.id)
+
+
+def local_principal() -> Principal:
+    tenant = get_or_create_tenant(DEFAULT_TENANT, "Default")
+    return Principal(tenant.id, tenant.slug, frozenset(SCOPES), local=True)
+
+
+def bearer_secret() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() == "bearer" and secret.strip():
+        return secret.strip()
+    return None
+
+
+def authenticate_api() -> Principal:
+    """The principal of an API request; raises a 401 ApiError if there is none."""
+    secret = bearer_secret()
+    if secret is not None:
+        principal = principal_for_token(secret)
+        if principal is None:
+            raise ApiError(401, "invalid_token", "The bearer token is unknown or revoked.",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return principal
+    if request.headers.get("Authorization"):
+        raise ApiError(401, "invalid_token", "Use `Authorization: Bearer <token>`.",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if current_app.config.get("LOCAL_MODE"):
+        return local_principal()
+    raise ApiError(401, "unauthenticated", "This endpoint needs `Authorization: Bearer <token>`.",
+                   headers={"WWW-Authenticate": "Bearer"})
+
+
+def require(scope: str):
+    """Decorator for API views: authenticate, check the scope, set `g.principal`."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = authenticate_api()
+            if not principal.can(scope):
+                raise ApiError(403, "insufficient_scope", f"This token lacks the `{scope}` scope.",
+                               [{"field": "scope", "message": f"needs {scope}"}])
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

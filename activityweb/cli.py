@@ -1,0 +1,109 @@
+"""Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`."""
+from __future__ import annotations
+
+import time
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+
+from . import auth, store
+from .demo import demo_events
+
+
+def _tenant_or_fail(slug: str):
+    tenant = auth.find_tenant(slug)
+    if tenant is None:
+        raise click.ClickException(f"no tenant {slug!r}; create it with `flask tenants create {slug}`")
+    return tenant
+
+
+@click.command("seed")
+@with_appcontext
+@click.option("--events", "count", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="How many demo events to add (up to 1,000,000).")
+@click.option("--tenant", default=auth.DEFAULT_TENANT, show_default=True, help="Tenant slug; created if missing.")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 365))
+@click.option("--if-empty", is_flag=True, help="Do nothing if the tenant already has events (used by `make run`).")
+@click.option("--seed", "random_seed", type=int, default=None, help="Random seed, for repeatable data.")
+def seed_command(count: int, tenant: str, days: int, if_empty: bool, random_seed: int | None):
+    """Add realistic demo activity for the last DAYS days."""
+    target = auth.get_or_create_tenant(tenant)
+    if if_empty and store.count_activities(target.id):
+        click.echo(f"tenant {tenant!r} already has events; not seeding")
+        return
+    started = time.perf_counter()
+    events = demo_events(count, days=days, seed=random_seed)
+    loaded = store.bulk_load(target.id, events)
+    elapsed = time.perf_counter() - started
+    click.echo(f"seeded {loaded} events into tenant {tenant!r} in {elapsed:.1f}s ({loaded / elapsed:,.0f}/s)")
+
+
+@click.group("tenants", cls=AppGroup)
+def tenants_group():
+    """Create and list tenants."""
+
+
+@tenants_group.command("create")
+@click.argument("slug")
+@click.option("--name", default=None, help="Display name (defaults to the slug).")
+def tenants_create(slug: str, name: str | None):
+    if auth.find_tenant(slug):
+        raise click.ClickException(f"tenant {slug!r} already exists")
+    try:
+        tenant = auth.create_tenant(slug, name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created tenant {tenant.slug!r}")
+
+
+@tenants_group.command("list")
+def tenants_list():
+    for tenant in auth.list_tenants():
+        click.echo(f"{tenant.slug}\t{tenant.name}\t{store.count_activities(tenant.id)} events")
+
+
+@click.group("tokens", cls=AppGroup)
+def tokens_group():
+    """Issue, list and revoke API tokens."""
+
+
+@tokens_group.command("create")
+@click.option("--tenant", required=True, help="Tenant slug the token acts for.")
+@click.option("--scopes", default="ingest,read", show_default=True, help="Comma separated: ingest, read, admin.")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def tokens_create(tenant: str, scopes: str, name: str):
+    """Print a new token once; only its hash is kept."""
+    target = _tenant_or_fail(tenant)
+    try:
+        token, secret = auth.create_token(target, name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(secret)
+    click.echo(f"token {token.id} ({token.scopes}) for tenant {tenant!r}; it will not be shown again", err=True)
+
+
+@tokens_group.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's tokens.")
+def tokens_list(tenant: str | None):
+    tenant_id = _tenant_or_fail(tenant).id if tenant else None
+    click.echo("id\ttenant\tprefix\tscopes\tname\tlast used\tstatus")
+    for token in auth.list_tokens(tenant_id):
+        last = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
+        status = "revoked" if token.revoked_at else "active"
+        click.echo(f"{token.id}\t{token.tenant.slug}\t{token.prefix}…\t{token.scopes.replace(' ', ',')}"
+                   f"\t{token.name}\t{last}\t{status}")
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int):
+    token = auth.revoke_token(token_id)
+    if token is None:
+        raise click.ClickException(f"no token {token_id}")
+    click.echo(f"revoked token {token_id}")
+
+
+def register_commands(app: Flask) -> None:
+    for command in (seed_command, tenants_group, tokens_group):
+        app.cli.add_command(command)

@@ -1,0 +1,302 @@
+"""The live hub: who is watching, and getting each new event to them.
+
+A small fixed interface, whatever carries events between processes:
+
+- `announce(session, tenant_id, ids)` inside the insert transaction,
+- `delivered(tenant_id, rows)` after it committed,
+- `subscribe(tenant_id, filter)` / `Subscription.unsubscribe()` for each socket or stream.
+
+`MemoryHub` (SQLite, one process) fans out straight from `delivered`.
+`PostgresHub` sends `NOTIFY` inside the transaction (PostgreSQL delivers it
+only on commit, so no one hears of an event the database does not have); one
+`LISTEN` connection per process re-reads the rows and fans out to that
+process's subscribers, so every worker on every host sees every event.
+
+This module knows nothing of HTML or JSON framing: the web and API edges
+render what a subscription yields.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL caps a NOTIFY payload at 8000 bytes; leave room for the envelope.
+NOTIFY_MAX_BYTES = 7800
+
+
+class Subscription:
+    """One reader's bounded queue of new events.
+
+    The hub never blocks on a reader: when the queue is full the subscription
+    is marked `overflowed` and its owner disconnects the client (which then
+    reconnects and replays from the database).
+    """
+
+    def __init__(self, hub: "Hub", tenant_id: int, flt, max_pending: int):
+        self.hub = hub
+        self.tenant_id = tenant_id
+        self.filter = flt
+        self.max_pending = max_pending
+        self.overflowed = False
+        self.stale = False  # the hub lost events (listener reconnected): replay needed
+        self.closed = False
+        self._items: deque = deque()
+        self._cond = threading.Condition()
+
+    def _offer(self, events: list[dict]) -> None:
+        with self._cond:
+            if self.closed:
+                return
+            if len(self._items) + len(events) > self.max_pending:
+                self.overflowed = True
+            else:
+                self._items.extend(events)
+            self._cond.notify()
+
+    def _mark_stale(self) -> None:
+        with self._cond:
+            self.stale = True
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Make a blocked `get` return now (the owner has something else to do)."""
+        with self._cond:
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> list[dict]:
+        """Wait up to `timeout` for events; returns all that are pending (maybe none)."""
+        with self._cond:
+            if not self._items and not (self.overflowed or self.stale or self.closed):
+                self._cond.wait(timeout)
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def unsubscribe(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._items.clear()
+            self._cond.notify()
+        self.hub._remove(self)
+
+
+class Hub:
+    """Subscriptions of this process, grouped by tenant, and the fan-out to them."""
+
+    def __init__(self, max_pending: int = 2000):
+        self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._subs: dict[int, set[Subscription]] = defaultdict(set)
+
+    # -- subscribers
+    def subscribe(self, tenant_id: int, flt) -> Subscription:
+        sub = Subscription(self, tenant_id, flt, self.max_pending)
+        with self._lock:
+            self._subs[tenant_id].add(sub)
+        self.ensure_started()
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.tenant_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.tenant_id]
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def fan_out(self, tenant_id: int, events: list[dict]) -> None:
+        """Offer each subscriber of the tenant the events its filter matches.
+
+        Filters are evaluated once per distinct filter, not once per socket:
+        a thousand dashboards on the unfiltered feed cost one pass.
+        """
+        if not events:
+            return
+        with self._lock:
+            subs = list(self._subs.get(tenant_id, ()))
+        by_filter: dict[object, list[Subscription]] = defaultdict(list)
+        for sub in subs:
+            by_filter[sub.filter].append(sub)
+        for flt, group in by_filter.items():
+            matched = [e for e in events if flt.matches(e)]
+            if matched:
+                for sub in group:
+                    sub._offer(matched)
+
+    def _mark_all_stale(self) -> None:
+        with self._lock:
+            subs = [s for group in self._subs.values() for s in group]
+        for sub in subs:
+            sub._mark_stale()
+
+    # -- the insert side; overridden per transport
+    def ensure_started(self) -> None:
+        pass
+
+    def announce(self, session, tenant_id: int, ids: list[str]) -> None:
+        """Called inside the insert transaction, before commit."""
+
+    def delivered(self, tenant_id: int, rows: list[dict]) -> None:
+        """Called after the insert transaction committed."""
+
+    def stop(self) -> None:
+        pass
+
+
+class MemoryHub(Hub):
+    """One process (the SQLite default): fan out directly after commit."""
+
+    def delivered(self, tenant_id: int, rows: list[dict]) -> None:
+        self.fan_out(tenant_id, rows)
+
+
+def notify_payloads(tenant_id: int, ids: list[str]) -> Iterable[str]:
+    """Split ids into NOTIFY payloads under PostgreSQL's 8000-byte cap."""
+    chunk: list[str] = []
+    size = 0
+    for activity_id in ids:
+        if chunk and size + len(activity_id) + 3 > NOTIFY_MAX_BYTES:
+            yield json.dumps({"t": tenant_id, "ids": chunk}, separators=(",", ":"))
+            chunk, size = [], 0
+        chunk.append(activity_id)
+        size += len(activity_id) + 3
+    if chunk:
+        yield json.dumps({"t": tenant_id, "ids": chunk}, separators=(",", ":"))
+
+
+class PostgresHub(Hub):
+    """Several processes and hosts: NOTIFY in the transaction, LISTEN in each process.
+
+    The listener is started lazily on the first subscription, so it runs in
+    the worker after fork (and after gevent patched the world), never in a
+    gunicorn master.
+    """
+
+    def __init__(self, dsn: str, channel: str, load: Callable[[int, list[str]], list[dict]], max_pending: int = 2000):
+        super().__init__(max_pending)
+        self.dsn = dsn
+        self.channel = channel
+        self.load = load
+        self._thread: threading.Thread | None = None
+        self._pid = None
+        self._stopping = threading.Event()
+        self._listening = threading.Event()
+
+    def announce(self, session, tenant_id: int, ids: list[str]) -> None:
+        for payload in notify_payloads(tenant_id, ids):
+            session.execute(sa.select(sa.func.pg_notify(self.channel, payload)))
+
+    def ensure_started(self) -> None:
+        import os
+
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._listen_forever, name="activityweb-listen", daemon=True)
+            self._thread.start()
+        # A subscriber must not miss events posted right after it subscribed.
+        self._listening.wait(5)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _listen_forever(self) -> None:
+        import psycopg
+        import psycopg.sql
+
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel)))
+                    backoff = 0.2
+                    self._listening.set()
+                    while not self._stopping.is_set():
+                        batch = list(conn.notifies(timeout=1.0))
+                        if batch:
+                            self._dispatch(batch)
+            except Exception:  # the database went away; keep trying
+                log.exception("live listener lost its connection; reconnecting")
+                self._listening.clear()
+                # Events committed while we were away were never heard: make
+                # every subscriber replay from the database.
+                self._mark_all_stale()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, notifications) -> None:
+        wanted: dict[int, list[str]] = defaultdict(list)
+        with self._lock:
+            tenants = set(self._subs)
+        for n in notifications:
+            try:
+                payload = json.loads(n.payload)
+                tenant_id, ids = int(payload["t"]), list(payload["ids"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring malformed notification %r", n.payload[:200])
+                continue
+            if tenant_id in tenants:  # nobody here watches this tenant: skip the read
+                wanted[tenant_id].extend(ids)
+        for tenant_id, ids in wanted.items():
+            try:
+                rows = self.load(tenant_id, ids)
+            except Exception:
+                log.exception("live listener could not read new events")
+                self._mark_all_stale()
+                continue
+            self.fan_out(tenant_id, rows)
+
+
+_hub: Hub = MemoryHub()
+
+
+def init_app(app, load: Callable[[int, list[str]], list[dict]]) -> None:
+    """Choose the hub for this app's database. `load(tenant_id, ids)` re-reads rows."""
+    global _hub
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("postgresql"):
+        dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def load_in_app(tenant_id: int, ids: list[str]) -> list[dict]:
+            with app.app_context():
+                return load(tenant_id, ids)
+
+        hub = PostgresHub(dsn, app.config["LIVE_CHANNEL"], load_in_app, app.config.get("LIVE_MAX_PENDING", 2000))
+    else:
+        hub = MemoryHub(app.config.get("LIVE_MAX_PENDING", 2000))
+    app.extensions["activityweb.hub"] = hub
+    _hub = hub
+
+
+def hub() -> Hub:
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return current_app.extensions.get("activityweb.hub", _hub)
+    return _hub
+
+
+def announce(session, tenant_id: int, ids: list[str]) -> None:
+    hub().announce(session, tenant_id, ids)
+
+
+def delivered(tenant_id: int, rows: list[dict]) -> None:
+    hub().delivered(tenant_id, rows)
+
+
+def subscribe(tenant_id: int, flt) -> Subscription:
+    return hub().subscribe(tenant_id, flt)

@@ -1,0 +1,182 @@
+"""SQLAlchemy models. Reads and writes of activities go through `store.py`."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC datetimes on both databases.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are
+    stored as naive UTC text (which sorts correctly) and come back tagged UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSON on SQLite, JSONB (indexable, compact) on PostgreSQL.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# `type` is matched by prefix (`tool.*`); byte-order collation lets a plain
+# btree range serve that on PostgreSQL whatever the database's locale.
+TypeString = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
+# UUIDv7 text; PostgreSQL stores it in 16 bytes (its order is the text order).
+IdType = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tokens = relationship("ApiToken", back_populates="tenant")
+
+
+class ApiToken(db.Model):
+    """A bearer credential. The secret is shown once; only its SHA-256 is kept.
+
+    Tokens are 256-bit random strings, so a fast hash is enough: there is no
+    dictionary to guess from, unlike passwords.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(sa.String(200))  # space separated
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tenant = relationship("Tenant", back_populates="tokens")
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class Activity(db.Model):
+    """One immutable event: who did what to which thing, when, with what outcome."""
+
+    __tablename__ = "activities"
+
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(TypeString)
+    source: Mapped[str] = mapped_column(sa.String(50))
+    source_id: Mapped[str] = mapped_column(sa.String(200))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+    actor_id: Mapped[str | None] = mapped_column(sa.String(200))
+    actor_name: Mapped[str | None] = mapped_column(sa.String(200))
+    entity_type: Mapped[str | None] = mapped_column(sa.String(100))
+    entity_id: Mapped[str | None] = mapped_column(sa.String(200))
+    entity_name: Mapped[str | None] = mapped_column(sa.String(300))
+    status: Mapped[str | None] = mapped_column(sa.String(50))
+    priority: Mapped[str] = mapped_column(sa.String(10), default="normal")
+    duration_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    project: Mapped[str | None] = mapped_column(sa.String(200))
+    environment: Mapped[str | None] = mapped_column(sa.String(100))
+    request_id: Mapped[str | None] = mapped_column(sa.String(200))
+    conversation_id: Mapped[str | None] = mapped_column(sa.String(200))
+    session_id: Mapped[str | None] = mapped_column(sa.String(200))
+    sequence: Mapped[int | None] = mapped_column(sa.BigInteger)
+    correlation_id: Mapped[str | None] = mapped_column(sa.String(200))
+    tags: Mapped[list] = mapped_column(JSONType, default=list)
+    data: Mapped[dict] = mapped_column(JSONType, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # The idempotency key (CloudEvents: source + id), per tenant. Its
+        # (tenant_id, source) prefix also serves the `source` filter: there are
+        # few sources, so their events are dense in the feed.
+        sa.UniqueConstraint("tenant_id", "source", "source_id", name="uq_activities_source"),
+        # Feed order: (occurred_at DESC, id DESC) within a tenant; btrees scan backwards.
+        sa.Index("ix_activities_feed", "tenant_id", "occurred_at", "id"),
+        # One index per selective filter, ending in occurred_at so a filtered
+        # page is an index range scan that stops after `limit` rows (ties on
+        # occurred_at are put in id order by an incremental sort). Every index
+        # costs each insert, so dense filters (environment) use the feed
+        # index, and sparse columns get partial indexes.
+        sa.Index("ix_activities_type", "tenant_id", "type", "occurred_at"),
+        sa.Index("ix_activities_status", "tenant_id", "status", "occurred_at"),
+        sa.Index("ix_activities_priority", "tenant_id", "priority", "occurred_at"),
+        *(
+            sa.Index(
+                f"ix_activities_{name}",
+                "tenant_id",
+                *cols,
+                postgresql_where=sa.text(f"{cols[0]} IS NOT NULL"),
+                sqlite_where=sa.text(f"{cols[0]} IS NOT NULL"),
+            )
+            for name, cols in (
+                ("actor", ("actor_id", "occurred_at")),
+                ("entity", ("entity_id", "entity_type", "occurred_at")),
+                ("project", ("project", "occurred_at")),
+                ("correlation", ("correlation_id", "occurred_at")),
+                # Timelines read a conversation or session in sequence order.
+                ("conversation", ("conversation_id", "sequence", "occurred_at")),
+                ("session", ("session_id", "sequence", "occurred_at")),
+            )
+        ),
+        # Tag containment (`tags @> '["x"]'`) on PostgreSQL.
+        sa.Index(
+            "ix_activities_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+
+# Full-text search objects are made by hand in the migrations (they differ by
+# database); they are not in the models, and autogenerate must leave them be.
+HAND_MADE_SCHEMA = frozenset({"search_vector", "activities_fts", "ix_activities_search", "ix_activities_tags"})
+
+
+def include_in_autogenerate(obj, name, type_, reflected, compare_to) -> bool:
+    return not (name in HAND_MADE_SCHEMA or (name or "").startswith("activities_fts"))
+
+
+# The columns an event carries in the API, in the order it shows them.
+ACTIVITY_FIELDS = (
+    "id", "type", "source", "source_id", "title", "summary",
+    "actor_id", "actor_name", "entity_type", "entity_id", "entity_name",
+    "status", "priority", "duration_ms", "project", "environment", "request_id",
+    "conversation_id", "session_id", "sequence", "correlation_id",
+    "tags", "data", "occurred_at", "received_at",
+)

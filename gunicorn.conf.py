@@ -1,0 +1,23 @@
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (the Procfile's web process).
+
+gevent workers hold thousands of idle WebSockets each. No preload: the app,
+its database pools and the live LISTEN loop are made inside each worker after
+fork and after gevent has patched the standard library (psycopg chooses its
+wait function at import; one chosen before the patch would block the worker).
+"""
+import os
+
+bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gevent"
+# Open sockets per worker: dashboards and streams are long-lived connections.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "4000"))
+preload_app = False
+# With gevent the timeout is the worker heartbeat, not a request limit, so
+# long-lived sockets are fine.
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
