@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
@@ -108,26 +110,48 @@ def revoke_token(token_id: int, tenant_id: int | None = None) -> ApiToken | None
     if token is not None and token.revoked_at is None:
         token.revoked_at = utcnow()
         db.session.commit()
+    forget_cached_tokens()
     return token
+
+
+# Recently seen tokens, so a busy producer does not cost a query per request.
+# A revocation clears this process's cache at once; other processes notice
+# within TOKEN_CACHE_SECONDS.
+TOKEN_CACHE_SECONDS = 5.0
+_token_cache: dict[str, tuple[float, "Principal | None"]] = {}
+_token_cache_lock = threading.Lock()
+
+
+def forget_cached_tokens() -> None:
+    with _token_cache_lock:
+        _token_cache.clear()
 
 
 def principal_for_token(secret: str) -> Principal | None:
     """The principal a bearer secret stands for, or None if unknown or revoked."""
+    token_hash = hash_token(secret)
+    now_mono = time.monotonic()
+    cached = _token_cache.get(token_hash)
+    if cached is not None and cached[0] > now_mono:
+        return cached[1]
     row = db.session.execute(
-        sa.select(ApiToken, Tenant.slug)
+        sa.select(ApiToken.id, ApiToken.tenant_id, ApiToken.scopes, ApiToken.revoked_at,
+                  ApiToken.last_used_at, Tenant.slug)
         .join(Tenant, Tenant.id == ApiToken.tenant_id)
-        .where(ApiToken.token_hash == hash_token(secret))
+        .where(ApiToken.token_hash == token_hash)
     ).first()
-    if row is None:
-        return None
-    token, slug = row
-    if token.revoked_at is not None:
-        return None
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
-        db.session.execute(sa.update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-        db.session.commit()
-    return Principal(token.tenant_id, slug, token.scope_set, token_id=token.id)
+    principal = None
+    if row is not None and row.revoked_at is None:
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+            db.session.execute(sa.update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+            db.session.commit()
+        principal = Principal(row.tenant_id, row.slug, frozenset(row.scopes.split()), token_id=row.id)
+    with _token_cache_lock:
+        if len(_token_cache) > 10_000:  # unknown tokens must not grow this without bound
+            _token_cache.clear()
+        _token_cache[token_hash] = (now_mono + TOKEN_CACHE_SECONDS, principal)
+    return principal
 
 
 def local_principal() -> Principal:

@@ -53,8 +53,6 @@ def from_env() -> dict:
         # Local mode: requests without credentials act as the `default`
         # tenant. Only `make run` turns it on.
         "LOCAL_MODE": env_bool("ACTIVITYWEB_LOCAL_MODE"),
-        # Channel for PostgreSQL LISTEN/NOTIFY; one per deployment sharing a database.
-        "LIVE_CHANNEL": os.environ.get("ACTIVITYWEB_LIVE_CHANNEL", "activityweb"),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAX_BATCH": 1000,
         "ALLOWED_ORIGINS": [

@@ -2,15 +2,16 @@
 
 A small fixed interface, whatever carries events between processes:
 
-- `announce(session, tenant_id, ids)` inside the insert transaction,
-- `delivered(tenant_id, rows)` after it committed,
+- `delivered(tenant_id, rows)` after an insert committed,
 - `subscribe(tenant_id, filter)` / `Subscription.unsubscribe()` for each socket or stream.
 
 `MemoryHub` (SQLite, one process) fans out straight from `delivered`.
-`PostgresHub` sends `NOTIFY` inside the transaction (PostgreSQL delivers it
-only on commit, so no one hears of an event the database does not have); one
-`LISTEN` connection per process re-reads the rows and fans out to that
-process's subscribers, so every worker on every host sees every event.
+`PostgresHub`: a statement trigger on `activities` (migration 0002) sends
+`NOTIFY activityweb` with the new ids inside the inserting transaction, and
+PostgreSQL delivers it only on commit, so no one hears of an event the
+database does not have. One `LISTEN` connection per process re-reads the
+rows and fans out to that process's subscribers, so every worker on every
+host sees every event, whoever wrote it.
 
 This module knows nothing of HTML or JSON framing: the web and API edges
 render what a subscription yields.
@@ -22,14 +23,14 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable, Iterable
+from typing import Callable
 
 import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-# PostgreSQL caps a NOTIFY payload at 8000 bytes; leave room for the envelope.
-NOTIFY_MAX_BYTES = 7800
+# The channel the trigger of migration 0002 notifies on (one per database).
+CHANNEL = "activityweb"
 
 
 class Subscription:
@@ -145,9 +146,6 @@ class Hub:
     def ensure_started(self) -> None:
         pass
 
-    def announce(self, session, tenant_id: int, ids: list[str]) -> None:
-        """Called inside the insert transaction, before commit."""
-
     def delivered(self, tenant_id: int, rows: list[dict]) -> None:
         """Called after the insert transaction committed."""
 
@@ -162,20 +160,6 @@ class MemoryHub(Hub):
         self.fan_out(tenant_id, rows)
 
 
-def notify_payloads(tenant_id: int, ids: list[str]) -> Iterable[str]:
-    """Split ids into NOTIFY payloads under PostgreSQL's 8000-byte cap."""
-    chunk: list[str] = []
-    size = 0
-    for activity_id in ids:
-        if chunk and size + len(activity_id) + 3 > NOTIFY_MAX_BYTES:
-            yield json.dumps({"t": tenant_id, "ids": chunk}, separators=(",", ":"))
-            chunk, size = [], 0
-        chunk.append(activity_id)
-        size += len(activity_id) + 3
-    if chunk:
-        yield json.dumps({"t": tenant_id, "ids": chunk}, separators=(",", ":"))
-
-
 class PostgresHub(Hub):
     """Several processes and hosts: NOTIFY in the transaction, LISTEN in each process.
 
@@ -184,19 +168,14 @@ class PostgresHub(Hub):
     gunicorn master.
     """
 
-    def __init__(self, dsn: str, channel: str, load: Callable[[int, list[str]], list[dict]], max_pending: int = 2000):
+    def __init__(self, dsn: str, load: Callable[[int, list[str]], list[dict]], max_pending: int = 2000):
         super().__init__(max_pending)
         self.dsn = dsn
-        self.channel = channel
         self.load = load
         self._thread: threading.Thread | None = None
         self._pid = None
         self._stopping = threading.Event()
         self._listening = threading.Event()
-
-    def announce(self, session, tenant_id: int, ids: list[str]) -> None:
-        for payload in notify_payloads(tenant_id, ids):
-            session.execute(sa.select(sa.func.pg_notify(self.channel, payload)))
 
     def ensure_started(self) -> None:
         import os
@@ -222,7 +201,7 @@ class PostgresHub(Hub):
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
-                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel)))
+                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(CHANNEL)))
                     backoff = 0.2
                     self._listening.set()
                     while not self._stopping.is_set():
@@ -275,7 +254,7 @@ def init_app(app, load: Callable[[int, list[str]], list[dict]]) -> None:
             with app.app_context():
                 return load(tenant_id, ids)
 
-        hub = PostgresHub(dsn, app.config["LIVE_CHANNEL"], load_in_app, app.config.get("LIVE_MAX_PENDING", 2000))
+        hub = PostgresHub(dsn, load_in_app, app.config.get("LIVE_MAX_PENDING", 2000))
     else:
         hub = MemoryHub(app.config.get("LIVE_MAX_PENDING", 2000))
     app.extensions["activityweb.hub"] = hub
@@ -288,10 +267,6 @@ def hub() -> Hub:
     if has_app_context():
         return current_app.extensions.get("activityweb.hub", _hub)
     return _hub
-
-
-def announce(session, tenant_id: int, ids: list[str]) -> None:
-    hub().announce(session, tenant_id, ids)
 
 
 def delivered(tenant_id: int, rows: list[dict]) -> None:

@@ -63,8 +63,7 @@ def pg_migrated(pg_url):
 
 
 def config_for(backend: str, tmp_path, request) -> dict:
-    config = {"TESTING": True, "LOCAL_MODE": False, "SECRET_KEY": "test-secret",
-              "LIVE_CHANNEL": f"aw_test_{secrets.token_hex(4)}"}
+    config = {"TESTING": True, "LOCAL_MODE": False, "SECRET_KEY": "test-secret"}
     if backend == "sqlite":
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'test.db'}"
     else:
