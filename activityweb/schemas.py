@@ -129,6 +129,25 @@ class ActivityIn(BaseModel):
     def tags_unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
+    @field_validator("*")
+    @classmethod
+    def no_nul_characters(cls, value):
+        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather
+        # than fail in the database.
+        if _has_nul(value):
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
 
 _one_event = TypeAdapter(ActivityIn)
 _event_list = TypeAdapter(list[ActivityIn])
@@ -344,6 +363,8 @@ def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset
     values: dict[str, Any] = {}
     for key in args.keys():
         raw = [v.strip() for v in args.getlist(key) if v.strip()]
+        if any("\x00" in v for v in raw):
+            raise bad_request(key, "must not contain the NUL character")
         if key in _LIST_KEYS:
             if not raw:
                 continue

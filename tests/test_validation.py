@@ -43,6 +43,9 @@ def fields_of(response):
     (event(source="GitHub!"), "source"),
     (event(actor_name="x" * 201), "actor_name"),
     (event(unknown_key=1), "unknown_key"),
+    (event(title="nul\u0000byte"), "title"),
+    (event(data={"deep": [{"x": "a\u0000"}]}), "data"),
+    (event(data={"k\u0000": 1}), "data"),
 ])
 def test_invalid_event_names_the_field(client, auth_headers, body, field):
     response = client.post("/api/v1/activities", json=body, headers=auth_headers)
@@ -105,7 +108,7 @@ def test_body_over_one_mib(client, auth_headers):
     ("since=tomorrow", "since"), ("until=2026-13-01", "until"),
     ("since=2026-11-02&until=2026-11-01", "until"),
     ("priority=urgent", "priority"), ("type=Bad%20Type", "type"), ("type=a.*.b", "type"),
-    ("colour=red", "colour"), ("q=" + "x" * 201, "q"),
+    ("colour=red", "colour"), ("q=" + "x" * 201, "q"), ("actor=a%00b", "actor"), ("q=a%00", "q"),
 ])
 def test_bad_filter_is_a_400_naming_it(client, auth_headers, query, field):
     response = client.get(f"/api/v1/activities?{query}", headers=auth_headers)
