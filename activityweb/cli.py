@@ -1,4 +1,5 @@
-"""Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`."""
+"""Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`,
+`flask integrations ...`."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import auth, store
 from .demo import demo_events
+from .integrations import signing
 
 
 def _tenant_or_fail(slug: str):
@@ -104,6 +106,40 @@ def tokens_revoke(token_id: int):
     click.echo(f"revoked token {token_id}")
 
 
+@click.group("integrations", cls=AppGroup)
+def integrations_group():
+    """Secrets that signed webhooks (GitHub, HubSpot, Salesforce, generic) are checked with."""
+
+
+@integrations_group.command("set-secret")
+@click.option("--tenant", required=True, help="Tenant slug the integration posts for.")
+@click.option("--integration", required=True, type=click.Choice(signing.INTEGRATIONS))
+@click.option("--name", default="", help="The webhook's name, as in /api/v1/integrations/webhook/<name>.")
+@click.option("--secret", default=None, help="The secret to use (HubSpot: your app's client secret). "
+              "Without it a random one is made and printed.")
+def integrations_set_secret(tenant: str, integration: str, name: str, secret: str | None):
+    """Set or replace a tenant's secret for an integration; prints the secret."""
+    target = _tenant_or_fail(tenant)
+    try:
+        stored = signing.set_secret(target, integration, name, secret)
+    except signing.SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(stored)
+    label = f"{integration}/{name}" if name else integration
+    click.echo(f"secret for {label} set for tenant {tenant!r}; give the same secret to the sender", err=True)
+
+
+@integrations_group.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's integrations.")
+def integrations_list(tenant: str | None):
+    """Tenants, integrations and when their secret was set (never the secret)."""
+    tenant_id = _tenant_or_fail(tenant).id if tenant else None
+    click.echo("tenant\tintegration\tname\tset at")
+    for row in signing.list_secrets(tenant_id):
+        click.echo(f"{row.tenant.slug}\t{row.integration}\t{row.name or '-'}\t"
+                   f"{row.created_at.isoformat(timespec='seconds')}")
+
+
 def register_commands(app: Flask) -> None:
-    for command in (seed_command, tenants_group, tokens_group):
+    for command in (seed_command, tenants_group, tokens_group, integrations_group):
         app.cli.add_command(command)

@@ -180,3 +180,31 @@ ACTIVITY_FIELDS = (
     "conversation_id", "session_id", "sequence", "correlation_id",
     "tags", "data", "occurred_at", "received_at",
 )
+
+
+class IntegrationSecret(db.Model):
+    """The secret a tenant shares with one signed producer (GitHub, HubSpot, ...).
+
+    Stored as given, not hashed: verifying an HMAC signature needs the secret
+    itself, unlike a bearer token, which only needs to be recognised. Guard
+    database backups accordingly. `name` tells a tenant's generic webhooks
+    apart (`/webhook/<name>`); it is empty for the other integrations.
+    """
+
+    __tablename__ = "integration_secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    integration: Mapped[str] = mapped_column(sa.String(32))
+    name: Mapped[str] = mapped_column(sa.String(64), default="")
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant = relationship("Tenant")
+
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "integration", "name", name="uq_integration_secrets_tenant"),
+        # A signed request names no tenant: its signature is checked against
+        # every secret of its integration (see integrations/signing.py).
+        sa.Index("ix_integration_secrets_integration", "integration", "name"),
+    )
