@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+import threading
 
 import sqlalchemy as sa
 from flask import Flask
@@ -53,6 +54,8 @@ def create_app(config: dict | None = None) -> Flask:
     check_production(app.config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _dev_secret_key()
+    # Pings every 25 s keep idle sockets through proxies and find dead peers.
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
     options = _engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
     options.update(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
@@ -68,10 +71,21 @@ def create_app(config: dict | None = None) -> Flask:
     live.init_app(app, store.activities_by_ids)
 
     from .api import bp as api_bp
+    from .api.streams import ws_bp as activity_socket_bp
     from .health import bp as health_bp
+    from .web import bp as web_bp
+    from .web import present
+    from .web.sockets import bp as feed_socket_bp
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(activity_socket_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(web_bp)
+    app.register_blueprint(feed_socket_bp)
+    present.register(app)
+    # Set when the server is shutting down: live sockets then close with 1012
+    # so browsers reconnect (to another worker) and replay.
+    app.extensions["activityweb.stopping"] = threading.Event()
 
     from .errors import register_error_handlers
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from functools import wraps
 
 import sqlalchemy as sa
-from flask import current_app, g, request
+from flask import abort, current_app, g, request
 
 from .extensions import db
 from .models import ApiToken, Tenant, utcnow
@@ -183,6 +183,27 @@ def authenticate_api() -> Principal:
         return local_principal()
     raise ApiError(401, "unauthenticated", "This endpoint needs `Authorization: Bearer <token>`.",
                    headers={"WWW-Authenticate": "Bearer"})
+
+
+def web_principal() -> Principal:
+    """The principal of a dashboard request: everyone is the default tenant
+    in local mode; otherwise the signed-in user's tenant."""
+    if current_app.config.get("LOCAL_MODE"):
+        return local_principal()
+    abort(401, "Sign in to see the dashboard.")
+
+
+def allowed_origins() -> set[str]:
+    """This host (as the browser addressed it) plus ALLOWED_ORIGINS."""
+    return {request.host_url.rstrip("/"), *current_app.config.get("ALLOWED_ORIGINS", [])}
+
+
+def check_origin() -> None:
+    """Refuse a cross-site WebSocket or stream: browsers always send Origin,
+    and a page of another site must not ride on our user's cookies."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in allowed_origins():
+        abort(403, f"Origin {origin!r} is not allowed.")
 
 
 def require(scope: str):

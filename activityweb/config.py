@@ -6,6 +6,7 @@ Everything has a safe default for local development; production
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,17 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value not in (None, "") else default
+
+
+def env_patterns(name: str) -> list[str]:
+    """Regular expressions, one a line; a bad one stops the app at start, not at first use."""
+    patterns = [line.strip() for line in os.environ.get(name, "").splitlines() if line.strip()]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{name}: {pattern!r} is not a valid regular expression ({exc})") from None
+    return patterns
 
 
 def database_uri(url: str | None) -> str:
@@ -60,6 +72,15 @@ def from_env() -> dict:
         ],
         "SQLALCHEMY_ENGINE_OPTIONS": {},
         "JSON_SORT_KEYS": False,
+        # Claude Code hooks: tool inputs, tool responses, prompts and other
+        # long fields are cut to this many characters before storage.
+        "CLAUDE_CODE_MAX_FIELD_CHARS": env_int("ACTIVITYWEB_CLAUDE_CODE_MAX_FIELD_CHARS", 2000),
+        # Hooks post whole tool responses, which are cut before storage, so
+        # their endpoint takes bodies beyond MAX_CONTENT_LENGTH.
+        "CLAUDE_CODE_MAX_BODY": env_int("ACTIVITYWEB_CLAUDE_CODE_MAX_BODY", 8 * 1024 * 1024),
+        # Secret patterns masked before storage, on top of the built-in ones
+        # (integrations/redact.py): regular expressions, one a line.
+        "REDACT_PATTERNS": env_patterns("ACTIVITYWEB_REDACT_PATTERNS"),
     }
 
 

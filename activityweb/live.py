@@ -136,6 +136,13 @@ class Hub:
                 for sub in group:
                     sub._offer(matched)
 
+    def wake_all(self) -> None:
+        """Make every waiting subscriber look up now (the server is stopping)."""
+        with self._lock:
+            subs = [s for group in self._subs.values() for s in group]
+        for sub in subs:
+            sub.wake()
+
     def _mark_all_stale(self) -> None:
         with self._lock:
             subs = [s for group in self._subs.values() for s in group]
@@ -238,6 +245,67 @@ class PostgresHub(Hub):
                 self._mark_all_stale()
                 continue
             self.fan_out(tenant_id, rows)
+
+
+class SlowConsumer(Exception):
+    """A subscriber fell too far behind; its client should reconnect and replay."""
+
+
+class Follower:
+    """One reader's view of the feed: what it missed since an event id, then
+    new events as they commit, each event once.
+
+    Replay is by receive order (ids are UUIDv7 made on receipt), not by
+    `occurred_at`, with an overlap window because ids are made before commit
+    and so are not commit-ordered; repeats from the overlap are dropped here.
+    Batches come out in id order. `replay(tenant_id, filter, since, limit)`
+    reads the database and returns (events, truncated).
+    """
+
+    SEEN_MAX = 5000
+
+    def __init__(self, tenant_id: int, flt, since: str | None, *, replay, window: float = 0.05,
+                 via: Hub | None = None):
+        self.subscription = (via or hub()).subscribe(tenant_id, flt)
+        self.replay = replay
+        self.newest = since
+        self.window = window
+        self._seen: dict[str, None] = {}
+
+    def missed(self, limit: int | None = None) -> tuple[list[dict], bool]:
+        """Events after `newest` that this reader has not had yet."""
+        if not self.newest:
+            return [], False
+        events, truncated = self.replay(self.subscription.tenant_id, self.subscription.filter, self.newest, limit)
+        return self._fresh(events), truncated
+
+    def next(self, timeout: float) -> list[dict]:
+        """Wait up to `timeout` for new events; a burst arriving within
+        `window` comes out as one batch. Raises SlowConsumer."""
+        sub = self.subscription
+        events = sub.get(timeout)
+        if sub.stale:
+            sub.stale = False
+            events = self.missed()[0] + events
+        elif events and self.window:
+            time.sleep(self.window)
+            events += sub.get(0)
+        if sub.overflowed:
+            raise SlowConsumer()
+        return self._fresh(events)
+
+    def _fresh(self, events: list[dict]) -> list[dict]:
+        fresh = [e for e in sorted(events, key=lambda e: e["id"]) if e["id"] not in self._seen]
+        for event in fresh:
+            self._seen[event["id"]] = None
+        while len(self._seen) > self.SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+        if fresh and (self.newest is None or fresh[-1]["id"] > self.newest):
+            self.newest = fresh[-1]["id"]
+        return fresh
+
+    def close(self) -> None:
+        self.subscription.unsubscribe()
 
 
 _hub: Hub = MemoryHub()

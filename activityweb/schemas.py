@@ -351,6 +351,7 @@ class ActivityFilter:
 _LIST_KEYS = {f.name for f in fields(ActivityFilter) if f.type.startswith("tuple")}
 _TYPE_FILTER = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$|^\*$")
 PAGE_KEYS = {"limit", "cursor"}
+_COMMA_KEYS = {"type", "source", "status", "priority", "tag"}
 
 
 def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset()) -> ActivityFilter:
@@ -363,6 +364,9 @@ def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset
     values: dict[str, Any] = {}
     for key in args.keys():
         raw = [v.strip() for v in args.getlist(key) if v.strip()]
+        if not strict and key in _COMMA_KEYS:
+            # The dashboard's text fields take several values as "a, b".
+            raw = [part.strip() for v in raw for part in v.split(",") if part.strip()]
         if any("\x00" in v for v in raw):
             raise bad_request(key, "must not contain the NUL character")
         if key in _LIST_KEYS:
@@ -446,3 +450,23 @@ class ActivityOut(ActivityIn):
     occurred_at: datetime
     received_at: datetime
     duplicate: bool | None = Field(None, description="Present on POST answers: true if this event was already stored.")
+
+
+def parse_stream_args(args, last_event_id: str | None = None) -> tuple[ActivityFilter, str | None]:
+    """Filter and resume point of a stream (SSE, /ws).
+
+    `since` is the time filter when it is a time, and the resume point when
+    it is an event id (SSE's Last-Event-ID header wins); the two cannot be
+    confused, since an event id is never a valid time.
+    """
+    since_id = None
+    rest = args.copy()
+    value = rest.get("since", "").strip()
+    if is_uuid(value):
+        since_id = value
+        rest.poplist("since")
+    if last_event_id:
+        if not is_uuid(last_event_id.strip()):
+            raise bad_request("Last-Event-ID", "is not an event id")
+        since_id = last_event_id.strip()
+    return parse_filter(rest), since_id

@@ -15,14 +15,14 @@ import queue
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import live
 from .extensions import db
-from .ids import is_uuid, uuid7
+from .ids import is_uuid, uuid7, uuid7_floor, uuid7_time
 from .models import ACTIVITY_FIELDS, Activity, utcnow
 from .schemas import ActivityFilter, encode_cursor
 
@@ -509,6 +509,41 @@ def activities_by_ids(tenant_id: int, ids: list[str]) -> list[dict]:
         .order_by(activities.c.id)
     )
     return [_public(r) for r in db.session.execute(query).mappings()]
+
+
+# Ids are made before commit, so an event committed just after a reader's
+# newest one can carry a smaller id; replay reaches this far back.
+REPLAY_OVERLAP = timedelta(seconds=5)
+
+
+def missed_since(tenant_id: int, flt: ActivityFilter, since_id: str, limit: int | None = None) -> tuple[list[dict], bool]:
+    """Events received after the event `since_id` (minus the overlap), in
+    receive order, matching `flt`; and whether `limit` cut the list short.
+
+    Used by live streams, which then wait for a long time: the database
+    session is handed back before returning.
+    """
+    since = uuid7_time(since_id)
+    if since is None:
+        return [], False
+    floor = uuid7_floor(since - REPLAY_OVERLAP)
+    base = apply_filter(
+        sa.select(activities).where(activities.c.tenant_id == tenant_id, activities.c.id > floor), flt
+    ).order_by(activities.c.id)
+    events: list[dict] = []
+    try:
+        while True:
+            page_size = 1000 if limit is None else min(1000, limit + 1 - len(events))
+            query = base if not events else base.where(activities.c.id > events[-1]["id"])
+            rows = [_public(r) for r in db.session.execute(query.limit(page_size)).mappings()]
+            events.extend(rows)
+            if len(rows) < page_size or (limit is not None and len(events) > limit):
+                break
+    finally:
+        db.session.remove()
+    if limit is not None and len(events) > limit:
+        return events[:limit], True
+    return events, False
 
 
 def count_activities(tenant_id: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -145,3 +146,63 @@ def event(**fields) -> dict:
     body = {"type": "test.happened", "title": "Something happened"}
     body.update(fields)
     return body
+
+
+# ------------------------------------------------------------ real servers
+
+
+@pytest.fixture
+def local_app(backend, tmp_path, request):
+    """The app in local mode (the dashboard's no-login demo), on both databases."""
+    app = make_app(backend, tmp_path, request, LOCAL_MODE=True)
+    yield app
+    teardown_app(app)
+
+
+@pytest.fixture
+def sqlite_local_app(tmp_path, request):
+    app = make_app("sqlite", tmp_path, request, LOCAL_MODE=True)
+    yield app
+    teardown_app(app)
+
+
+class ThreadServer:
+    """The test's own app served by werkzeug in a thread: WebSockets work,
+    and the test can reach into the same app (its hub, its database)."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.ws_url = self.url.replace("http://", "ws://")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close_sockets(self):
+        """Make every live socket close with 1012, as on a server restart."""
+        self.app.extensions["activityweb.stopping"].set()
+        self.app.extensions["activityweb.hub"].wake_all()
+
+    def reopen(self):
+        self.app.extensions["activityweb.stopping"].clear()
+
+    def stop(self):
+        self.close_sockets()
+        self.server.shutdown()
+
+
+@pytest.fixture
+def serve():
+    """`serve(app)` -> a running ThreadServer, stopped after the test."""
+    servers = []
+
+    def start(app):
+        server = ThreadServer(app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -168,6 +168,41 @@ def paths() -> dict:
                     "responses": {"200": _json(_ref("Health"), "Ready"),
                                   "503": _json(_ref("Health"), "Not ready")}}
         },
+        **stream_paths(),
+    }
+
+
+def stream_paths() -> dict:
+    """Live streams for programs (api/streams.py)."""
+    resume = {"name": "since", "in": "query", "required": False,
+              "description": "An event id: replay what came after it, then go live. "
+              "A time instead is the occurred_at filter, as on the list.", "schema": {"type": "string"}}
+    filters = [p for p in filter_parameters() if p["name"] != "since"] + [resume]
+    return {
+        "/api/v1/activities/stream": {
+            "get": {
+                "summary": "Server-Sent Events: each new matching activity as it commits",
+                "description": "`event: activity_created`, `id:` the activity id, `data:` the activity JSON. "
+                "Resumes from `Last-Event-ID` (or `since=<id>`), replaying what was missed in the order it was "
+                "received. Keep-alive comments every 15 s. Same filters as the list.",
+                "operationId": "streamActivities",
+                "parameters": filters + [{"name": "Last-Event-ID", "in": "header", "required": False,
+                                          "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "An event stream",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                              **_errors(400, 401, 403)},
+            }
+        },
+        "/ws": {
+            "get": {
+                "summary": "WebSocket: `{\"type\": \"activity_created\", \"activity\": {...}}` per new matching activity",
+                "description": "Upgrade with the bearer token in `Authorization`. Same filters as the list; "
+                "`since=<id>` replays what came after that event first.",
+                "operationId": "activitySocket",
+                "parameters": filters,
+                "responses": {"101": {"description": "Switching protocols"}, **_errors(400, 401, 403)},
+            }
+        },
     }
 
 

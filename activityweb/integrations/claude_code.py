@@ -1,0 +1,298 @@
+"""Claude Code hooks: one activity per hook event.
+
+Claude Code sends the same JSON to an HTTP hook (the POST body) and to a
+command hook (stdin; `hooks/activityweb_hook.py` forwards it here). Every
+event carries `session_id`, `transcript_path`, `cwd` and `hook_event_name`;
+the rest depends on the event (https://code.claude.com/docs/en/hooks).
+
+- `type`: a fixed name for each known event; any other event still stores,
+  as `claude.<snake_case_name>`.
+- `source_id` comes from the payload, so a retried delivery is a duplicate:
+  the `tool_use_id` (or a subagent's `agent_id`) and the event name where the
+  event has one, else a digest of the whole payload. Two byte-identical
+  payloads in one session are therefore one event; the command hook stamps
+  each run with its time, which tells such repeats apart.
+- `occurred_at`: the command hook's stamp (`activityweb_occurred_at`), since
+  it may deliver from its spool much later; an HTTP hook is sent while the
+  event happens, so the time we receive it stands in.
+- `sequence`: `occurred_at` in microseconds since the epoch. Claude Code
+  numbers nothing; a counter read from the store would race when parallel tool
+  calls fire their hooks at once, and would put spooled events delivered late
+  after newer ones. The time of the event orders a session correctly and fits
+  in 2**53 microseconds until the year 2255.
+- `duration_ms` and outcome: `PostToolUse` / `PostToolUseFailure` are paired
+  with the stored `PreToolUse` of the same `tool_use_id` (and `SubagentStop`
+  with `SubagentStart` by `agent_id`), which is their `correlation_id`.
+- Secrets are masked and long fields cut (`redact`, `shaping`) before any of
+  it is stored, titles included.
+"""
+from __future__ import annotations
+
+import posixpath
+from datetime import datetime, timezone
+from typing import Callable
+
+from flask import current_app
+
+from .. import store
+from ..schemas import MAX_TITLE, ActivityFilter, ApiError
+from .redact import Redactor, redactor
+from .shaping import (
+    build_event,
+    clip,
+    digest,
+    fit_data,
+    microseconds,
+    one_line,
+    parse_json,
+    parse_moment,
+    shape,
+    snake,
+)
+
+SOURCE = "claude_code"
+# Set by hooks/activityweb_hook.py: when the hook ran, which is when the event happened.
+STAMP = "activityweb_occurred_at"
+
+EVENT_TYPES = {
+    "SessionStart": "claude.session.started",
+    "SessionEnd": "claude.session.ended",
+    "UserPromptSubmit": "claude.prompt.submitted",
+    "PreToolUse": "claude.tool.started",
+    "PostToolUse": "claude.tool.completed",
+    "PostToolUseFailure": "claude.tool.failed",
+    "PermissionRequest": "claude.permission.requested",
+    "PermissionDenied": "claude.permission.denied",
+    "Notification": "claude.notification",
+    "Stop": "claude.stop",
+    "StopFailure": "claude.stop.failed",
+    "SubagentStart": "claude.subagent.started",
+    "SubagentStop": "claude.subagent.stopped",
+    "PreCompact": "claude.compact.started",
+    "PostCompact": "claude.compact.completed",
+}
+# Events that finish what an earlier event started: (the start's type, the id they share).
+FINISHES = {
+    "PostToolUse": ("claude.tool.started", "tool_use_id"),
+    "PostToolUseFailure": ("claude.tool.started", "tool_use_id"),
+    "SubagentStop": ("claude.subagent.started", "agent_id"),
+}
+STARTS = {start for start, _ in FINISHES.values()}
+# The tool argument a title shows, and what joins it to the tool name.
+TOOL_ARGUMENTS = {
+    "Bash": ("command", ": "),
+    "Grep": ("pattern", ": "),
+    "Glob": ("pattern", ": "),
+    "WebFetch": ("url", ": "),
+    "WebSearch": ("query", ": "),
+    "Agent": ("description", ": "),
+    "Task": ("description", ": "),
+    "Skill": ("skill", ": "),
+    "Read": ("file_path", " "),
+    "Edit": ("file_path", " "),
+    "MultiEdit": ("file_path", " "),
+    "Write": ("file_path", " "),
+    "NotebookEdit": ("notebook_path", " "),
+}
+SESSION_STARTS = {"startup": "Session started", "resume": "Session resumed", "clear": "Session cleared",
+                  "compact": "Session continued after compaction"}
+TITLE_CHARS = 200
+
+
+def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
+    """Activities for a POSTed hook payload, or an array of them (the command
+    hook's spool); and whether it was an array."""
+    payloads, is_batch = _payloads(parse_json(body))
+    config = current_app.config
+    masker = redactor(tuple(config.get("REDACT_PATTERNS") or ()))
+    max_chars = config["CLAUDE_CODE_MAX_FIELD_CHARS"]
+    # Starts earlier in this body are not stored yet; pair with them first.
+    started_here: dict[tuple[str, str], datetime] = {}
+
+    def started_at(start_type: str, key: str) -> datetime | None:
+        return started_here.get((start_type, key)) or _stored_start(tenant_id, start_type, key)
+
+    events = []
+    for payload in payloads:
+        event = to_activity(payload, max_chars=max_chars, masker=masker, started_at=started_at)
+        if event["type"] in STARTS and event["correlation_id"]:
+            started_here[(event["type"], event["correlation_id"])] = event["occurred_at"]
+        events.append(event)
+    return events, is_batch
+
+
+def _payloads(parsed) -> tuple[list[dict], bool]:
+    is_batch = isinstance(parsed, list)
+    payloads = parsed if is_batch else [parsed]
+    if is_batch and not payloads:
+        raise ApiError(422, "validation_error", "The batch is empty.", [{"field": "body", "message": "empty array"}])
+    max_batch = current_app.config["MAX_BATCH"]
+    if len(payloads) > max_batch:
+        raise ApiError(422, "batch_too_large", f"A batch holds at most {max_batch} hook payloads.",
+                       [{"field": "body", "message": f"at most {max_batch} items"}])
+    for index, payload in enumerate(payloads):
+        prefix = f"[{index}]." if is_batch else ""
+        if not isinstance(payload, dict):
+            raise ApiError(422, "validation_error", "A hook payload is a JSON object.",
+                           [{"field": prefix.rstrip(".") or "body", "message": "expected an object"}])
+        name = payload.get("hook_event_name")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(422, "validation_error", "A hook payload names its event in `hook_event_name`.",
+                           [{"field": prefix + "hook_event_name", "message": "is required"}])
+    return payloads, is_batch
+
+
+def _stored_start(tenant_id: int, start_type: str, key: str) -> datetime | None:
+    flt = ActivityFilter(type=(start_type,), source=(SOURCE,), correlation_id=(key,))
+    page = store.list_activities(tenant_id, flt, limit=1)
+    return page.items[0]["occurred_at"] if page.items else None
+
+
+def to_activity(
+    payload: dict,
+    *,
+    max_chars: int,
+    masker: Redactor,
+    started_at: Callable[[str, str], datetime | None],
+) -> dict:
+    """One hook payload as an activity (see the module docstring for the choices)."""
+    name = payload["hook_event_name"].strip()
+    activity_type = EVENT_TYPES.get(name) or f"claude.{snake(name)}"
+    occurred_at = parse_moment(payload.get(STAMP)) or datetime.now(timezone.utc)
+    # Everything a person reads is built from the masked and cut payload.
+    seen = shape({k: v for k, v in payload.items() if k != STAMP}, max_chars=max_chars, redactor=masker)
+    session = _text(seen, "session_id")
+    shared_id = _shared_id(name, payload)
+    duration = None
+    if name in FINISHES and shared_id:
+        start = started_at(FINISHES[name][0], shared_id)
+        if start is not None and start <= occurred_at:
+            duration = int((occurred_at - start).total_seconds() * 1000)
+    return build_event(
+        type=activity_type,
+        source=SOURCE,
+        # Stable across retries of one delivery (see the module docstring).
+        source_id=f"{shared_id[:130]}:{snake(name)}" if shared_id else f"{snake(name)}:{digest(payload)}",
+        session_id=session,
+        conversation_id=session,
+        sequence=microseconds(occurred_at),
+        correlation_id=shared_id,
+        project=one_line(_basename(_text(seen, "cwd")), 200),
+        duration_ms=duration,
+        occurred_at=occurred_at,
+        data=fit_data({k: v for k, v in seen.items() if k != "session_id"}),
+        **_describe(name, seen),
+    )
+
+
+def _shared_id(name: str, payload: dict) -> str | None:
+    """The id a start and its finish share: a subagent's agent_id, else the tool_use_id."""
+    return _text(payload, "agent_id" if name.startswith("Subagent") else "tool_use_id")
+
+
+def _describe(name: str, p: dict) -> dict:
+    """Title, summary, actor, entity, status and priority of one event."""
+    session = _text(p, "session_id")
+    project = _basename(_text(p, "cwd"))
+    claude = {"actor_id": "claude", "actor_name": "Claude"}
+    if _text(p, "agent_id") and not name.startswith("Subagent"):
+        # The hook fired inside a subagent: it is the one acting.
+        claude = {"actor_id": _text(p, "agent_id"), "actor_name": _text(p, "agent_type") or "Subagent"}
+    session_entity = {"entity_type": "session", "entity_id": session, "entity_name": project}
+    tool = _text(p, "tool_name")
+    tool_entity = {"entity_type": "tool", "entity_id": tool, "entity_name": tool}
+    tool_title = _tool_title(tool, p.get("tool_input"), _text(p, "cwd"))
+
+    if name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
+        columns = {"title": tool_title, **claude, **tool_entity}
+        if name == "PreToolUse":
+            return {**columns, "status": "started"}
+        if name == "PostToolUse":
+            return {**columns, "status": "success"}
+        interrupted = p.get("is_interrupt") is True
+        return {**columns, "status": "interrupted" if interrupted else "failed",
+                "priority": "normal" if interrupted else "high",
+                "summary": clip(p.get("error") or p.get("error_message"), 5000)}
+    if name == "PermissionRequest":
+        return {"title": f"Permission asked: {tool_title}", **claude, **tool_entity, "status": "waiting"}
+    if name == "PermissionDenied":
+        return {"title": f"Permission denied: {tool_title}", **claude, **tool_entity, "status": "denied",
+                "priority": "high", "summary": clip(p.get("reason"), 5000)}
+    if name == "UserPromptSubmit":
+        prompt = p.get("prompt")
+        return {"title": f"Prompt: {one_line(prompt, TITLE_CHARS) or '(empty)'}", "summary": clip(prompt, 5000),
+                "actor_id": "user", "actor_name": "User", "entity_type": "prompt"}
+    if name == "SessionStart":
+        started = SESSION_STARTS.get(_text(p, "source") or "", "Session started")
+        return {"title": f"{started} in {project}" if project else started, **session_entity}
+    if name == "SessionEnd":
+        reason = _text(p, "reason")
+        return {"title": f"Session ended ({reason})" if reason else "Session ended", **session_entity}
+    if name == "Stop":
+        return {"title": "Claude finished responding", "summary": clip(p.get("last_assistant_message"), 5000),
+                **claude, **session_entity, "status": "success"}
+    if name == "StopFailure":
+        error = _text(p, "error") or "unknown"
+        return {"title": f"Claude stopped on an API error: {error}", **claude, **session_entity,
+                "summary": clip(p.get("error_details") or p.get("last_assistant_message"), 5000),
+                "status": "failed", "priority": "high"}
+    if name == "Notification":
+        kind = _text(p, "notification_type")
+        return {"title": one_line(p.get("message"), TITLE_CHARS) or "Claude Code notification",
+                "summary": clip(p.get("title"), 5000), **claude,
+                "entity_type": "notification", "entity_id": kind,
+                # Someone has to act before Claude can go on.
+                "priority": "high" if kind in ("permission_prompt", "elicitation_dialog") else "normal"}
+    if name in ("SubagentStart", "SubagentStop"):
+        agent_type = _text(p, "agent_type") or "subagent"
+        verb = "started" if name == "SubagentStart" else "finished"
+        return {"title": f"Subagent {verb}: {agent_type}", **claude,
+                "entity_type": "subagent", "entity_id": _text(p, "agent_id"), "entity_name": agent_type,
+                "status": "started" if name == "SubagentStart" else "success",
+                "summary": clip(p.get("last_assistant_message"), 5000)}
+    if name in ("PreCompact", "PostCompact"):
+        trigger = _text(p, "trigger") or "auto"
+        if name == "PreCompact":
+            return {"title": f"Compacting the conversation ({trigger})", **session_entity, "status": "started",
+                    "summary": clip(p.get("custom_instructions"), 5000)}
+        return {"title": f"Conversation compacted ({trigger})", **session_entity, "status": "success",
+                "summary": clip(p.get("compact_summary"), 5000)}
+    return {"title": f"Claude Code: {one_line(name, TITLE_CHARS)}", **session_entity}
+
+
+def _tool_title(tool: str | None, tool_input, cwd: str | None) -> str:
+    """"Bash: npm test", "Edit src/app.py", "Grep: TODO"; the tool name alone otherwise."""
+    tool = tool or "Tool"
+    argument_key, joiner = TOOL_ARGUMENTS.get(tool, (None, ""))
+    argument = tool_input.get(argument_key) if isinstance(tool_input, dict) and argument_key else None
+    if not isinstance(argument, str) or not argument.strip():
+        return one_line(tool, TITLE_CHARS) or "Tool"
+    if argument_key.endswith("_path"):
+        argument = _relative(argument, cwd)
+    elif tool == "Bash":
+        argument = argument.strip().splitlines()[0]
+    return one_line(f"{tool}{joiner}{argument}", min(TITLE_CHARS, MAX_TITLE)) or tool
+
+
+def _relative(path: str, cwd: str | None) -> str:
+    """A path as the session sees it: relative to its working directory when inside it."""
+    if cwd:
+        base = cwd.rstrip("/\\")
+        for separator in ("/", "\\"):
+            if path.startswith(base + separator):
+                return path[len(base) + 1:]
+    return path
+
+
+def _basename(path: str | None) -> str | None:
+    if not path:
+        return None
+    return posixpath.basename(path.replace("\\", "/").rstrip("/")) or None
+
+
+def _text(payload: dict, key: str) -> str | None:
+    """A payload field as text for a column (at most 200 characters), or None."""
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    return one_line(value, 200)

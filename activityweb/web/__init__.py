@@ -1,0 +1,7 @@
+"""The dashboard: server-rendered pages, the partials htmx swaps, the feed socket."""
+from flask import Blueprint
+
+bp = Blueprint("web", __name__)
+
+from . import views  # noqa: E402,F401  (routes register on import)
+from .sockets import bp as sockets_bp  # noqa: E402,F401

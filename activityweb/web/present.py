@@ -1,0 +1,134 @@
+"""How an activity looks on the page: family, icon, times, durations, links.
+
+Template filters and globals only; they read an activity dict and never the
+database.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from flask import url_for
+from markupsafe import Markup
+
+from ..schemas import ActivityFilter, iso
+
+# First match wins: (type prefix, family, icon). The family names a CSS class
+# (colour) and a group people recognise at a glance. Icons are plain symbols
+# that common fonts have, so they render without an icon font or emoji.
+FAMILIES = (
+    ("claude.tool.", "tool", "⚒"),
+    ("claude.prompt.", "prompt", "❝"),
+    ("claude.", "agent", "◈"),
+    ("tool.", "tool", "⚒"),
+    ("deployment.", "deploy", "▲"),
+    ("deploy.", "deploy", "▲"),
+    ("project.", "project", "▣"),
+    ("database.", "project", "◫"),
+    ("endpoints.", "project", "⇄"),
+    ("github.", "git", "⑂"),
+    ("lead.", "lead", "★"),
+    ("deal.", "lead", "$"),
+    ("contact.", "lead", "☺"),
+    ("system.", "system", "⚙"),
+)
+SOURCE_FAMILIES = {
+    "claude_code": ("agent", "◈"), "github": ("git", "⑂"), "hubspot": ("lead", "★"),
+    "salesforce": ("lead", "★"), "system": ("system", "⚙"),
+}
+DEFAULT_FAMILY = ("event", "●")
+
+
+def family_of(activity: dict) -> tuple[str, str]:
+    kind = activity["type"]
+    for prefix, family, icon in FAMILIES:
+        if kind.startswith(prefix):
+            return family, icon
+    return SOURCE_FAMILIES.get(activity["source"], DEFAULT_FAMILY)
+
+
+def is_important(activity: dict) -> bool:
+    return activity["priority"] in ("high", "critical") or activity.get("status") == "failed"
+
+
+def relative_time(moment: datetime, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    seconds = (now - moment).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{round(seconds / 60) or 1} min ago"
+    if seconds < 86400:
+        return f"{round(seconds / 3600)} h ago"
+    if seconds < 2 * 86400:
+        return "yesterday"
+    if seconds < 7 * 86400:
+        return f"{int(seconds // 86400)} days ago"
+    return moment.strftime("%b %-d, %Y") if moment.year != now.year else moment.strftime("%b %-d")
+
+
+def absolute_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def feed_url(flt: ActivityFilter | None = None, **changes) -> str:
+    """The feed URL for a filter, with some keys replaced (None removes one)."""
+    args: dict[str, list[str]] = {}
+    for key, value in (flt or ActivityFilter()).to_args():
+        args.setdefault(key, []).append(value)
+    for key, value in changes.items():
+        if value is None or value == "":
+            args.pop(key, None)
+        else:
+            args[key] = [value]
+    return url_for("web.feed", **args)
+
+
+def feed_socket_url(flt: ActivityFilter) -> str:
+    """The feed socket's path and query for a filter.
+
+    Relative on purpose: werkzeug builds WebSocket rules as absolute ws://
+    URLs from the request's host, which is wrong behind a TLS proxy; the ws
+    extension completes a path with the page's own host and ws/wss scheme.
+    """
+    args: dict[str, list[str]] = {}
+    for key, value in flt.to_args():
+        args.setdefault(key, []).append(value)
+    parts = urlsplit(url_for("feed_socket.feed_socket", **args))
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def time_tag(moment: datetime) -> Markup:
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        iso(moment), absolute_time(moment), relative_time(moment)
+    )
+
+
+def register(app) -> None:
+    app.jinja_env.filters.update(
+        relative_time=relative_time, absolute_time=absolute_time, duration=duration,
+        pretty_json=pretty_json, iso=iso, time_tag=time_tag,
+    )
+    app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
+                                  feed_socket_url=feed_socket_url)

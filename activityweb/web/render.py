@@ -1,0 +1,38 @@
+"""Rendering events for live messages, once per event per process.
+
+A burst reaches many sockets; each event's HTML (`feed/_event.html`, the
+partial the page uses) is rendered once here and reused for every socket and
+filter that receives it.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from flask import render_template
+from markupsafe import Markup
+
+_CACHE_SIZE = 4096
+_cache: "OrderedDict[str, Markup]" = OrderedDict()
+_lock = threading.Lock()
+
+
+def event_html(activity: dict) -> Markup:
+    key = activity["id"]
+    with _lock:
+        html = _cache.get(key)
+        if html is not None:
+            _cache.move_to_end(key)
+            return html
+    html = Markup(render_template("feed/_event.html", a=activity))
+    with _lock:
+        _cache[key] = html
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return html
+
+
+def live_message(events: list[dict]) -> str:
+    """One WebSocket message for a batch: newest first, prepended to the feed."""
+    items = [event_html(a) for a in sorted(events, key=lambda a: a["id"], reverse=True)]
+    return render_template("feed/_live.html", items=items)

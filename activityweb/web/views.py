@@ -1,0 +1,48 @@
+"""Pages. Each URL renders a whole page, or for htmx (HX-Request) the partial
+the page includes, so there is one source of truth per piece."""
+from __future__ import annotations
+
+from flask import abort, make_response, render_template, request
+
+from .. import store
+from ..auth import web_principal
+from ..ids import uuid7_floor
+from ..models import utcnow
+from ..schemas import ActivityFilter, ApiError, parse_cursor, parse_filter
+from . import bp
+
+PAGE_SIZE = 50
+
+
+def render_page_or_partial(page_template: str, partial: str, status: int = 200, **context):
+    """The whole page, or for an htmx request the partial the page includes."""
+    template = partial if request.headers.get("HX-Request") else page_template
+    response = make_response(render_template(template, **context), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+@bp.get("/")
+def feed():
+    principal = web_principal()
+    try:
+        flt = parse_filter(request.args, strict=False)
+        after = parse_cursor(request.args)
+    except ApiError as exc:
+        # A half-typed filter: show what is wrong where the results would be.
+        return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
+                                      page=None, error=exc, principal=principal, live_since=None)
+    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after)
+    context = dict(flt=flt, page=page, error=None, principal=principal,
+                   live_since=uuid7_floor(utcnow()), after=after)
+    partial = "feed/_page.html" if after else "feed/_results.html"
+    return render_page_or_partial("feed/index.html", partial, **context)
+
+
+@bp.get("/activities/<activity_id>")
+def activity(activity_id: str):
+    principal = web_principal()
+    found = store.get_activity(principal.tenant_id, activity_id)
+    if found is None:
+        abort(404, "No such activity in this tenant.")
+    return render_template("activities/detail.html", a=found, principal=principal)

@@ -1,0 +1,123 @@
+// ActivityWeb dashboard behaviour that htmx attributes cannot express.
+// No inline scripts anywhere (the CSP allows only this origin's files).
+(function () {
+  "use strict";
+
+  // --- Live feed socket -----------------------------------------------------
+  // The socket holder (#feed-live) carries the newest event id this page has
+  // in data-since; on every (re)connect we tell the server, which replays what
+  // we missed before going live.
+  function liveHolder(elt) {
+    return elt && elt.closest ? elt.closest("#feed-live") : null;
+  }
+
+  function setLiveState(holder, state, label) {
+    holder.dataset.state = state;
+    var text = holder.querySelector(".live-label");
+    if (text) text.textContent = label;
+  }
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    var holder = liveHolder(evt.target);
+    if (!holder) return;
+    evt.detail.socketWrapper.send(JSON.stringify({ since: holder.dataset.since || null }));
+    setLiveState(holder, "open", "Live");
+  });
+
+  document.addEventListener("htmx:wsClose", function (evt) {
+    var holder = liveHolder(evt.target);
+    if (holder) setLiveState(holder, "closed", "Reconnecting…");
+  });
+
+  // Each live message prepends events to #feed-items. A repeat (replay
+  // overlaps on purpose) replaces the element with the same id instead of
+  // adding a second one; every id seen moves the page's "since" forward.
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "feed-items") return;
+    var holder = document.getElementById("feed-live");
+    var fragment = evt.detail.fragment;
+    Array.from(fragment.children).forEach(function (item) {
+      var id = item.dataset && item.dataset.id;
+      if (!id) return;
+      if (holder && (!holder.dataset.since || id > holder.dataset.since)) holder.dataset.since = id;
+      var existing = document.getElementById(item.id);
+      if (existing) {
+        existing.replaceWith(item);
+      } else {
+        item.classList.add("arrived");
+      }
+    });
+    var empty = document.getElementById("feed-empty");
+    if (empty && fragment.children.length) empty.remove();
+  });
+
+  // "Load more" can bring an event that already arrived live (a late event
+  // sorts by its own time): keep the one on screen.
+  document.addEventListener("htmx:load", function (evt) {
+    var elt = evt.detail.elt;
+    if (elt && elt.classList && elt.classList.contains("event") && document.getElementById(elt.id) !== elt) {
+      elt.remove();
+    }
+  });
+
+  // --- Filter form ----------------------------------------------------------
+  // Leave empty fields out of the URL so a shared link shows only the filter.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    if (evt.detail.elt.id !== "filter-form") return;
+    var data = evt.detail.formData;
+    Array.from(new Set(Array.from(data.keys()))).forEach(function (key) {
+      var values = data.getAll(key).filter(function (v) { return String(v).trim() !== ""; });
+      data.delete(key);
+      values.forEach(function (v) { data.append(key, v); });
+    });
+  });
+
+  // Back/forward restores the feed from htmx's history; put the form's fields
+  // back to the filter in the restored URL too.
+  window.addEventListener("popstate", function () {
+    setTimeout(syncFormWithUrl, 0);
+  });
+  document.addEventListener("htmx:historyRestore", syncFormWithUrl);
+
+  function syncFormWithUrl() {
+    var form = document.getElementById("filter-form");
+    if (!form) return;
+    var params = new URLSearchParams(window.location.search);
+    Array.from(form.elements).forEach(function (field) {
+      if (!field.name || field.type === "hidden" || field.type === "submit") return;
+      var values = params.getAll(field.name);
+      var value = field.tagName === "SELECT" ? (values[0] || "") : values.join(",");
+      if (field.type === "datetime-local") value = value.slice(0, 16);
+      field.value = value;
+    });
+  }
+
+  // --- Times ------------------------------------------------------------------
+  // Server-rendered relative times ("5 min ago") drift; refresh them, and show
+  // the absolute time in the reader's own zone on hover.
+
+  function relative(date) {
+    var seconds = (Date.now() - date.getTime()) / 1000;
+    if (seconds < 0) return "in the future";
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return Math.max(1, Math.round(seconds / 60)) + " min ago";
+    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
+    if (seconds < 2 * 86400) return "yesterday";
+    if (seconds < 7 * 86400) return Math.floor(seconds / 86400) + " days ago";
+    return date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  }
+
+  function refreshTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
+      var date = new Date(t.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      t.textContent = relative(date);
+      t.title = date.toLocaleString();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { refreshTimes(); });
+  document.addEventListener("htmx:load", function (evt) { refreshTimes(evt.detail.elt); });
+  setInterval(refreshTimes, 30000);
+})();

@@ -1,0 +1,157 @@
+"""The live hub on its own: subscriptions, filters, bounded queues, replay order."""
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from activityweb import live, store
+from activityweb.ids import uuid7
+from activityweb.schemas import parse_filter
+from conftest import event
+
+
+def act(**fields):
+    base = {"id": uuid7(), "type": "test.happened", "title": "t", "source": "api", "actor_id": None,
+            "entity_type": None, "entity_id": None, "status": None, "priority": "normal", "project": None,
+            "environment": None, "conversation_id": None, "session_id": None, "correlation_id": None,
+            "tags": [], "summary": None, "actor_name": None, "entity_name": None,
+            "occurred_at": datetime.now(timezone.utc)}
+    base.update(fields)
+    return base
+
+
+def flt(query=""):
+    return parse_filter(MultiDict([tuple(kv.split("=", 1)) for kv in query.split("&") if kv]))
+
+
+def test_fan_out_honours_tenant_and_filter():
+    hub = live.MemoryHub()
+    everything, deploys, other_tenant = hub.subscribe(1, flt()), hub.subscribe(1, flt("type=deploy.*")), hub.subscribe(2, flt())
+    a, b = act(type="deploy.succeeded"), act(type="lead.replied")
+    hub.delivered(1, [a, b])
+    assert [e["id"] for e in everything.get(0)] == [a["id"], b["id"]]
+    assert [e["id"] for e in deploys.get(0)] == [a["id"]]
+    assert other_tenant.get(0) == []
+
+
+def test_filters_are_evaluated_once_per_distinct_filter(monkeypatch):
+    hub = live.MemoryHub()
+    subs = [hub.subscribe(1, flt("status=failed")) for _ in range(50)]
+    calls = []
+    original = type(subs[0].filter).matches
+    monkeypatch.setattr(type(subs[0].filter), "matches", lambda self, a: calls.append(1) or original(self, a))
+    hub.delivered(1, [act(status="failed"), act(status="success")])
+    assert len(calls) == 2  # two events, one distinct filter
+    assert all(len(s.get(0)) == 1 for s in subs)
+
+
+def test_a_full_queue_marks_the_subscriber_and_never_blocks_the_hub():
+    hub = live.MemoryHub(max_pending=3)
+    slow, fast = hub.subscribe(1, flt()), hub.subscribe(1, flt())
+    started = time.perf_counter()
+    for _ in range(10):
+        hub.delivered(1, [act()])
+        fast.get(0)
+    assert time.perf_counter() - started < 1
+    assert slow.overflowed and not fast.overflowed
+    hub.delivered(1, [act()])  # no room: the slow one is not offered it
+
+
+def test_a_follower_that_fell_behind_raises_slow_consumer():
+    hub = live.MemoryHub(max_pending=3)
+    follower = live.Follower(1, flt(), None, replay=None, window=0, via=hub)
+    hub.delivered(1, [act() for _ in range(5)])
+    with pytest.raises(live.SlowConsumer):
+        follower.next(0)
+
+
+def test_get_waits_and_wakes():
+    hub = live.MemoryHub()
+    sub = hub.subscribe(1, flt())
+    threading.Timer(0.1, lambda: hub.delivered(1, [act()])).start()
+    started = time.perf_counter()
+    assert len(sub.get(2)) == 1
+    assert time.perf_counter() - started < 1
+    threading.Timer(0.1, sub.wake).start()
+    assert sub.get(2) == []
+
+
+def test_unsubscribe_stops_delivery():
+    hub = live.MemoryHub()
+    sub = hub.subscribe(1, flt())
+    sub.unsubscribe()
+    hub.delivered(1, [act()])
+    assert hub.subscriber_count() == 0 and sub.get(0) == []
+
+
+def test_follower_replays_then_follows_each_event_once():
+    hub = live.MemoryHub()
+    old = [act(), act(), act()]
+    replayed = []
+
+    def replay(tenant_id, f, since, limit):
+        replayed.append(since)
+        return [e for e in old if e["id"] > since], False
+
+    follower = live.Follower(1, flt(), old[0]["id"], replay=replay, window=0, via=hub)
+    try:
+        missed, truncated = follower.missed()
+        assert [e["id"] for e in missed] == [old[1]["id"], old[2]["id"]] and not truncated
+        new = act()
+        hub.delivered(1, [old[2], new])  # the overlap repeats old[2]
+        assert [e["id"] for e in follower.next(1)] == [new["id"]]
+        assert follower.newest == new["id"]
+    finally:
+        follower.close()
+
+
+def test_missed_since_is_in_receive_order_with_overlap(app, auth_headers, client):
+    """Replay orders by receipt (id), not occurred_at, and reaches back over
+    the overlap window so an event committed late is not lost."""
+    late = client.post("/api/v1/activities", json=event(title="late producer clock", occurred_at="2026-01-01T00:00:00Z"),
+                       headers=auth_headers).get_json()
+    marker = client.post("/api/v1/activities", json=event(title="marker"), headers=auth_headers).get_json()
+    after = client.post("/api/v1/activities", json=[event(title=f"after {i}") for i in range(3)], headers=auth_headers).get_json()
+    with app.app_context():
+        events, truncated = store.missed_since(1, flt(), marker["id"])
+        ids = [e["id"] for e in events]
+        assert ids == sorted(ids)
+        assert {i["id"] for i in after["items"]} <= set(ids)
+        assert late["id"] in ids  # inside the overlap window
+        events, truncated = store.missed_since(1, flt(), marker["id"], limit=2)
+        assert len(events) == 2 and truncated
+        assert store.missed_since(1, flt(), "not-an-id") == ([], False)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgres_hub_hears_commits_from_any_connection(backend, tmp_path, request):
+    """LISTEN in this process hears an insert made by another process's
+    connection (the trigger of migration 0002), and only after commit."""
+    import psycopg
+
+    from conftest import make_app, teardown_app
+
+    app = make_app(backend, tmp_path, request)
+    try:
+        with app.app_context():
+            from activityweb import auth
+
+            tenant = auth.get_or_create_tenant("acme")
+            hub = app.extensions["activityweb.hub"]
+            assert isinstance(hub, live.PostgresHub)
+            sub = hub.subscribe(tenant.id, flt("type=deploy.*"))
+            dsn = hub.dsn
+        with psycopg.connect(dsn) as conn:
+            for title, kind in (("match", "deploy.succeeded"), ("no match", "lead.replied")):
+                conn.execute(
+                    "INSERT INTO activities (id, tenant_id, type, source, source_id, title, priority, tags, data,"
+                    " occurred_at, received_at) VALUES (%s, %s, %s, 'api', %s, %s, 'normal', '[]', '{}', now(), now())",
+                    (uuid7(), tenant.id, kind, title, title))
+            assert sub.get(0.5) == []  # not committed yet: nothing heard
+            conn.commit()
+        got = sub.get(5)
+        assert [e["title"] for e in got] == ["match"]
+    finally:
+        teardown_app(app)

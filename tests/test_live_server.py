@@ -1,0 +1,295 @@
+"""Live delivery through a real server: the dashboard socket, /ws and SSE.
+
+Flask's test client cannot open a WebSocket, so these run the app in a
+werkzeug thread and talk to it with independent clients (`websockets`,
+`requests`), on SQLite (in-process hub) and PostgreSQL (LISTEN/NOTIFY).
+"""
+import contextlib
+import json
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import event
+
+pytestmark = pytest.mark.server
+
+
+def post(server, *events, headers=None):
+    response = requests.post(server.url + "/api/v1/activities", json=list(events), headers=headers or {}, timeout=10)
+    assert response.status_code in (200, 201), response.text
+    return response.json()["items"]
+
+
+class feed_socket:
+    """A dashboard socket: connect with the page's Origin, then say "since"."""
+
+    def __init__(self, server, query="", since=None):
+        self.ws = connect(f"{server.ws_url}/feed/ws{query}", origin=server.url, open_timeout=5)
+        self.since = since
+
+    def __enter__(self):
+        ws = self.ws.__enter__()
+        ws.send(json.dumps({"since": self.since}))
+        return ws
+
+    def __exit__(self, *exc):
+        return self.ws.__exit__(*exc)
+
+
+def receive_all(ws, seconds=1.0):
+    """Every message that arrives within `seconds` of the last one."""
+    messages = []
+    while True:
+        try:
+            messages.append(ws.recv(timeout=seconds))
+        except TimeoutError:
+            return messages
+
+
+def wait_for(ws, text, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    received = []
+    while time.monotonic() < deadline:
+        try:
+            received.append(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        if text in received[-1]:
+            return received
+    raise AssertionError(f"{text!r} not received; got {received!r}")
+
+
+@pytest.fixture
+def server(local_app, serve):
+    return serve(local_app)
+
+
+def test_feed_socket_sends_matching_events_as_oob_partials(server):
+    with feed_socket(server, "?type=deploy.*") as ws:
+        time.sleep(0.2)
+        post(server, event(title="Deployed api", type="deploy.succeeded"), event(title="A lead", type="lead.replied"))
+        messages = wait_for(ws, "Deployed api")
+        messages += receive_all(ws, 0.5)
+    text = "".join(messages)
+    assert 'hx-swap-oob="afterbegin:#feed-items"' in messages[-1] or 'hx-swap-oob="afterbegin:#feed-items"' in text
+    assert 'id="activity-' in text and "A lead" not in text
+
+
+def test_feed_socket_renders_text_inert(server):
+    with feed_socket(server) as ws:
+        time.sleep(0.2)
+        post(server, event(title='<script>alert(1)</script>"><img src=x onerror=alert(2)>'))
+        text = "".join(wait_for(ws, "alert(1)"))
+    assert "<script>" not in text and "<img src=x" not in text and "&lt;script&gt;" in text
+
+
+def test_feed_socket_replays_what_a_reconnecting_page_missed(server):
+    with feed_socket(server) as ws:
+        time.sleep(0.2)
+        first = post(server, event(title="seen"))[0]
+        wait_for(ws, "seen")
+    missed = post(server, event(title="missed one"), event(title="missed two"))
+    with feed_socket(server, since=first["id"]) as ws:
+        text = "".join(receive_all(ws, 1.0))
+        after = post(server, event(title="after reconnect"))
+        text += "".join(wait_for(ws, "after reconnect"))
+    for item in missed + after:
+        assert text.count(f'id="activity-{item["id"]}"') == 1
+
+
+def test_feed_socket_refuses_a_foreign_origin(server):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/feed/ws", origin="http://evil.example", open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_a_slow_consumer_is_closed_with_try_again(backend, tmp_path, request, serve):
+    from conftest import make_app, teardown_app
+
+    app = make_app(backend, tmp_path, request, LOCAL_MODE=True, LIVE_MAX_PENDING=5)
+    try:
+        server = serve(app)
+        with feed_socket(server) as ws:
+            time.sleep(0.2)
+            post(server, *[event(title=f"burst {i}") for i in range(20)])
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 1013
+    finally:
+        teardown_app(app)
+
+
+def test_server_shutdown_closes_sockets_with_service_restart(server):
+    with feed_socket(server) as ws:
+        time.sleep(0.2)
+        server.close_sockets()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1012
+
+
+# ------------------------------------------------------------------ /ws JSON
+
+
+@pytest.fixture
+def token(local_app):
+    from activityweb import auth
+
+    with local_app.app_context():
+        _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "stream", ["ingest", "read"])
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def json_socket(server, token, query=""):
+    return connect(f"{server.ws_url}/ws{query}", additional_headers=token, open_timeout=5)
+
+
+def test_json_socket_filters_and_frames(server, token):
+    with json_socket(server, token, "?type=deploy.*&priority=high") as ws:
+        time.sleep(0.2)
+        post(server, event(title="match", type="deploy.failed", priority="high"),
+             event(title="wrong priority", type="deploy.failed"), event(title="wrong type", priority="high"),
+             headers=token)
+        frames = [json.loads(m) for m in receive_all(ws, 1.0)]
+    assert [f["type"] for f in frames] == ["activity_created"]
+    assert frames[0]["activity"]["title"] == "match" and frames[0]["activity"]["tenant"] == "acme"
+
+
+def test_json_socket_resumes_from_since_without_loss(server, token):
+    with json_socket(server, token) as ws:
+        time.sleep(0.2)
+        first = post(server, event(title="first"), headers=token)[0]
+        assert json.loads(ws.recv(timeout=5))["activity"]["id"] == first["id"]
+    missed = post(server, *[event(title=f"while away {i}") for i in range(5)], headers=token)
+    with json_socket(server, token, f"?since={first['id']}") as ws:
+        ids = [json.loads(m)["activity"]["id"] for m in receive_all(ws, 1.0)]
+    assert [m["id"] for m in missed] == [i for i in ids if i != first["id"]]  # in receive order, each once
+
+
+def test_json_socket_needs_a_read_token(server, local_app):
+    from activityweb import auth
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/ws", additional_headers={"Authorization": "Bearer nope"}, open_timeout=5)
+    assert refused.value.response.status_code == 401
+    with local_app.app_context():
+        _, ingest_only = auth.create_token(auth.get_or_create_tenant("acme"), "w", ["ingest"])
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/ws", additional_headers={"Authorization": f"Bearer {ingest_only}"}, open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_json_socket_is_tenant_scoped(server, token, local_app):
+    from activityweb import auth
+
+    with local_app.app_context():
+        _, other = auth.create_token(auth.get_or_create_tenant("globex"), "w", ["ingest"])
+    with json_socket(server, token) as ws:
+        time.sleep(0.2)
+        post(server, event(title="globex secret"), headers={"Authorization": f"Bearer {other}"})
+        post(server, event(title="acme news"), headers=token)
+        titles = [json.loads(m)["activity"]["title"] for m in receive_all(ws, 1.0)]
+    assert titles == ["acme news"]
+
+
+# ------------------------------------------------------------------------ SSE
+
+
+class SSEReader:
+    """A minimal EventSource over a plain socket (HTTP/1.0, so no chunking),
+    which the test can hang up on at once."""
+
+    def __init__(self, server, token, query="", last_event_id=None):
+        host, port = server.url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        lines = [f"GET /api/v1/activities/stream{query} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream"]
+        lines += [f"{k}: {v}" for k, v in token.items()]
+        if last_event_id:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.file = self.sock.makefile("rb")
+        self.status = int(self.file.readline().split()[1])
+        self.headers = {}
+        while (line := self.file.readline().decode().strip()):
+            key, _, value = line.partition(":")
+            self.headers[key.strip().lower()] = value.strip()
+        self.events, self.comments = [], 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        current = {}
+        try:
+            for raw in self.file:
+                line = raw.decode().rstrip("\r\n")
+                if line == "":
+                    if "data" in current:
+                        self.events.append(current)
+                    current = {}
+                elif line.startswith(":"):
+                    self.comments += 1
+                else:
+                    key, _, value = line.partition(": ")
+                    current[key] = value
+        except OSError:
+            pass
+
+    def wait(self, count, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.events
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_sse_stream_filters_and_ids(server, token):
+    reader = SSEReader(server, token, "?source=github")
+    try:
+        assert reader.status == 200 and reader.headers["content-type"].startswith("text/event-stream")
+        time.sleep(0.2)
+        items = post(server, event(title="push", source="github"), event(title="other"), headers=token)
+        events = reader.wait(1)
+        time.sleep(0.5)
+    finally:
+        reader.close()
+    assert len(reader.events) == 1
+    assert events[0]["id"] == items[0]["id"] and events[0]["event"] == "activity_created"
+    assert json.loads(events[0]["data"])["title"] == "push"
+
+
+def test_sse_resumes_from_last_event_id(server, token):
+    reader = SSEReader(server, token)
+    try:
+        time.sleep(0.2)
+        first = post(server, event(title="one"), headers=token)[0]
+        reader.wait(1)
+    finally:
+        reader.close()
+    missed = post(server, event(title="two"), event(title="three"), headers=token)
+    reader = SSEReader(server, token, last_event_id=first["id"])
+    try:
+        reader.wait(3, seconds=3)
+        time.sleep(0.3)
+    finally:
+        reader.close()
+    got = [e["id"] for e in reader.events if e["id"] != first["id"]]
+    assert got == [m["id"] for m in missed]
+
+
+def test_sse_refuses_bad_resume_point_and_tokens(server, token):
+    response = requests.get(f"{server.url}/api/v1/activities/stream", headers={**token, "Last-Event-ID": "nope"}, timeout=5)
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+    response = requests.get(f"{server.url}/api/v1/activities/stream", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert response.status_code == 401
