@@ -168,6 +168,7 @@ def paths() -> dict:
                     "responses": {"200": _json(_ref("Health"), "Ready"),
                                   "503": _json(_ref("Health"), "Not ready")}}
         },
+        **integration_paths(),
         **stream_paths(),
     }
 
@@ -201,6 +202,49 @@ def stream_paths() -> dict:
                 "operationId": "activitySocket",
                 "parameters": filters,
                 "responses": {"101": {"description": "Switching protocols"}, **_errors(400, 401, 403)},
+            }
+        },
+    }
+
+
+CLAUDE_CODE_HOOK = {
+    "type": "object",
+    "description": "The JSON Claude Code sends any hook (https://code.claude.com/docs/en/hooks). "
+    "`activityweb_occurred_at` is added by hooks/activityweb_hook.py: when the hook ran.",
+    "required": ["hook_event_name"],
+    "properties": {
+        "hook_event_name": {"type": "string"},
+        "session_id": {"type": "string"},
+        "cwd": {"type": "string"},
+        "tool_name": {"type": "string"},
+        "tool_use_id": {"type": "string"},
+        "activityweb_occurred_at": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": True,
+}
+
+
+def integration_paths() -> dict:
+    """Producer endpoints (api/integrations.py): Claude Code hooks and signed webhooks."""
+    stored_headers = {"Location": {"description": "The stored activity (single payloads only).",
+                                   "schema": {"type": "string"}}}
+    return {
+        "/api/v1/integrations/claude-code": {
+            "post": {
+                "summary": "A Claude Code hook event (HTTP hook), or an array of them (the command hook's spool)",
+                "description": "One activity per payload; see the README's Producers section. Bodies may be "
+                "up to CLAUDE_CODE_MAX_BODY (8 MiB); long fields are cut and secrets masked before storage.",
+                "operationId": "claudeCodeHook",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    CLAUDE_CODE_HOOK,
+                    {"type": "array", "items": CLAUDE_CODE_HOOK, "minItems": 1, "maxItems": 1000},
+                ]}}}},
+                "responses": {
+                    # Empty bodies: Claude Code reads a hook's answer as instructions.
+                    "201": {"description": "Stored (empty body)", "headers": stored_headers},
+                    "200": {"description": "Already stored: a retried delivery (empty body)", "headers": stored_headers},
+                    **_errors(400, 401, 403, 413, 422),
+                },
             }
         },
     }
