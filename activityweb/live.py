@@ -265,11 +265,13 @@ class Follower:
     SEEN_MAX = 5000
 
     def __init__(self, tenant_id: int, flt, since: str | None, *, replay, window: float = 0.05,
-                 via: Hub | None = None):
+                 via: Hub | None = None, already_has=None):
         self.subscription = (via or hub()).subscribe(tenant_id, flt)
         self.replay = replay
         self.newest = since
         self.window = window
+        # Replayed events the reader can get elsewhere (a page's later pages).
+        self.already_has = already_has or (lambda event: False)
         self._seen: dict[str, None] = {}
 
     def missed(self, limit: int | None = None) -> tuple[list[dict], bool]:
@@ -277,7 +279,7 @@ class Follower:
         if not self.newest:
             return [], False
         events, truncated = self.replay(self.subscription.tenant_id, self.subscription.filter, self.newest, limit)
-        return self._fresh(events), truncated
+        return self._fresh([e for e in events if not self.already_has(e)]), truncated
 
     def next(self, timeout: float) -> list[dict]:
         """Wait up to `timeout` for new events; a burst arriving within

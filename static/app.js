@@ -20,7 +20,11 @@
   document.addEventListener("htmx:wsOpen", function (evt) {
     var holder = liveHolder(evt.target);
     if (!holder) return;
-    evt.detail.socketWrapper.send(JSON.stringify({ since: holder.dataset.since || null }));
+    evt.detail.socketWrapper.send(JSON.stringify({
+      since: holder.dataset.since || null,
+      page_since: holder.dataset.pageSince || null,
+      boundary: holder.dataset.boundary || null
+    }));
     setLiveState(holder, "open", "Live");
   });
 

@@ -170,15 +170,28 @@ class ThreadServer:
     """The test's own app served by werkzeug in a thread: WebSockets work,
     and the test can reach into the same app (its hub, its database)."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int = 0):
+        self.app = app
+        self._start(port)
+
+    def _start(self, port: int):
         from werkzeug.serving import make_server
 
-        self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server = make_server("127.0.0.1", port, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.ws_url = self.url.replace("http://", "ws://")
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def restart(self, while_down=None):
+        """Stop serving (sockets close as on a deploy), run `while_down`, serve again on the same port."""
+        port = self.server.server_port
+        self.stop()
+        self.server.server_close()
+        if while_down:
+            while_down()
+        self.reopen()
+        self._start(port)
 
     def close_sockets(self):
         """Make every live socket close with 1012, as on a server restart."""
@@ -206,3 +219,37 @@ def serve():
     yield start
     for server in servers:
         server.stop()
+
+
+# ------------------------------------------------------------------ browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (no browser download)."""
+    if not os.path.exists(CHROMIUM):
+        _unavailable("chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that fails the test on any dialog (a script that ran)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    dialogs, errors = [], []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(5000)
+    yield page
+    context.close()
+    assert not dialogs, f"a script ran in the page: {dialogs}"
+    assert not errors, f"page errors: {errors}"

@@ -20,7 +20,8 @@ from flask import Blueprint, current_app, g, render_template, request
 from .. import live, store
 from ..auth import check_origin, web_principal
 from ..extensions import db, sock
-from ..schemas import ApiError, parse_filter
+from ..ids import is_uuid
+from ..schemas import ApiError, decode_cursor, parse_filter
 from .render import live_message
 
 bp = Blueprint("feed_socket", __name__)
@@ -97,14 +98,39 @@ def _wake_when_closed(ws, subscription) -> None:
     subscription.wake()
 
 
-def read_since(ws) -> str | None:
-    """The page's first message names the newest event it has."""
-    raw = ws.receive(timeout=HELLO_TIMEOUT)
-    try:
-        since = json.loads(raw).get("since") if raw else None
-    except (ValueError, AttributeError):
-        return None
-    return since if isinstance(since, str) and len(since) == 36 else None
+class Hello:
+    """What a page says when its socket opens.
+
+    `since`: the newest event id it has (replay from there, with overlap).
+    `page_since` and `boundary`: when the page was rendered, and the keyset
+    position of its first page's last event. An event received before the
+    render that sorts after the boundary was committed in time for the page
+    query or not, but either way "load more" will fetch it in its place; the
+    replay overlap must not push it to the top as if it were new.
+    """
+
+    def __init__(self, raw: str | None):
+        try:
+            message = json.loads(raw) if raw else {}
+            message = message if isinstance(message, dict) else {}
+        except ValueError:
+            message = {}
+        self.since = _event_id(message.get("since"))
+        self.page_since = _event_id(message.get("page_since"))
+        self.boundary = None
+        if self.page_since and isinstance(message.get("boundary"), str) and message["boundary"]:
+            try:
+                self.boundary = decode_cursor(message["boundary"])
+            except ApiError:
+                self.boundary = None
+
+    def already_has(self, event: dict) -> bool:
+        return (self.boundary is not None and event["id"] <= self.page_since
+                and (event["occurred_at"], event["id"]) <= self.boundary)
+
+
+def _event_id(value) -> str | None:
+    return value if isinstance(value, str) and is_uuid(value) else None
 
 
 def stream(ws, follower: live.Follower, render, replay_limit: int | None) -> None:
@@ -144,9 +170,9 @@ def stream(ws, follower: live.Follower, render, replay_limit: int | None) -> Non
 @sock.route("/feed/ws", bp=bp)
 def feed_socket(ws):
     serve_socket(ws)
-    since = read_since(ws)
-    follower = live.Follower(g.principal.tenant_id, g.feed_filter, since,
-                             replay=store.missed_since, window=COALESCE_SECONDS)
+    hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
+    follower = live.Follower(g.principal.tenant_id, g.feed_filter, hello.since, replay=store.missed_since,
+                             window=COALESCE_SECONDS, already_has=hello.already_has)
     try:
         stream(ws, follower, live_message, REPLAY_LIMIT)
     finally:
