@@ -1,7 +1,8 @@
 """Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`,
-`flask integrations ...`."""
+`flask integrations ...`, `flask claude-code settings`."""
 from __future__ import annotations
 
+import json
 import time
 
 import click
@@ -10,7 +11,8 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import auth, store
 from .demo import demo_events
-from .integrations import signing
+from .config import PROJECT_ROOT
+from .integrations import claude_code, signing
 
 
 def _tenant_or_fail(slug: str):
@@ -140,6 +142,25 @@ def integrations_list(tenant: str | None):
                    f"{row.created_at.isoformat(timespec='seconds')}")
 
 
+@click.group("claude-code", cls=AppGroup)
+def claude_code_group():
+    """Connect Claude Code's hooks to this server."""
+
+
+@claude_code_group.command("settings")
+@click.option("--style", type=click.Choice(["http", "command"]), default="http", show_default=True,
+              help="http: Claude Code posts each event; command: hooks/activityweb_hook.py posts it and "
+              "spools while the server is away.")
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True,
+              help="This server's address as Claude Code's machine reaches it.")
+def claude_code_settings(style: str, url: str):
+    """Print the settings.json block (env and hooks) for .claude/settings.json."""
+    script = str(PROJECT_ROOT / "hooks" / "activityweb_hook.py")
+    click.echo(json.dumps(claude_code.hook_settings(style, url, script), indent=2))
+    click.echo("Merge this into .claude/settings.json (or ~/.claude/settings.json) and set ACTIVITYWEB_TOKEN "
+               "in Claude Code's environment to a token with the ingest scope (flask tokens create).", err=True)
+
+
 def register_commands(app: Flask) -> None:
-    for command in (seed_command, tenants_group, tokens_group, integrations_group):
+    for command in (seed_command, tenants_group, tokens_group, integrations_group, claude_code_group):
         app.cli.add_command(command)

@@ -29,6 +29,7 @@ the rest depends on the event (https://code.claude.com/docs/en/hooks).
 from __future__ import annotations
 
 import posixpath
+import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -51,6 +52,7 @@ from .shaping import (
 )
 
 SOURCE = "claude_code"
+ENDPOINT = "/api/v1/integrations/claude-code"
 # Set by hooks/activityweb_hook.py: when the hook ran, which is when the event happened.
 STAMP = "activityweb_occurred_at"
 
@@ -71,6 +73,8 @@ EVENT_TYPES = {
     "PreCompact": "claude.compact.started",
     "PostCompact": "claude.compact.completed",
 }
+# Claude Code runs only command hooks for these (no HTTP hooks).
+COMMAND_ONLY_EVENTS = {"SessionStart"}
 # Events that finish what an earlier event started: (the start's type, the id they share).
 FINISHES = {
     "PostToolUse": ("claude.tool.started", "tool_use_id"),
@@ -296,3 +300,28 @@ def _text(payload: dict, key: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
     return one_line(value, 200)
+
+
+def hook_settings(style: str, base_url: str, hook_script: str) -> dict:
+    """The `settings.json` block that sends every mapped hook event here.
+
+    `http`: Claude Code posts each event itself, with the token from the
+    ACTIVITYWEB_TOKEN environment variable; SessionStart runs command hooks
+    only, so it uses the command hook either way. `command`: every event goes
+    through hooks/activityweb_hook.py, which spools while the server is away.
+    """
+    base_url = base_url.rstrip("/")
+    command = {"type": "command", "command": f"python3 {shlex.quote(hook_script)}", "timeout": 5}
+    http = {
+        "type": "http",
+        "url": base_url + ENDPOINT,
+        "timeout": 2,
+        "headers": {"Authorization": "Bearer $ACTIVITYWEB_TOKEN"},
+        "allowedEnvVars": ["ACTIVITYWEB_TOKEN"],
+    }
+    hooks = {}
+    for event in EVENT_TYPES:
+        handler = http if style == "http" and event not in COMMAND_ONLY_EVENTS else command
+        hooks[event] = [{"hooks": [handler]}]
+    # The command hook reads the server's address from the environment Claude Code gives it.
+    return {"env": {"ACTIVITYWEB_URL": base_url}, "hooks": hooks}
