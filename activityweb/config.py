@@ -81,6 +81,9 @@ def from_env() -> dict:
         # Secret patterns masked before storage, on top of the built-in ones
         # (integrations/redact.py): regular expressions, one a line.
         "REDACT_PATTERNS": env_patterns("ACTIVITYWEB_REDACT_PATTERNS"),
+        # This server's public base URL (https://host) when a proxy sits in
+        # front: HubSpot signs the URL it called, which we must rebuild.
+        "PUBLIC_URL": os.environ.get("ACTIVITYWEB_PUBLIC_URL", "").rstrip("/") or None,
     }
 
 

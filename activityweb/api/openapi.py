@@ -228,6 +228,7 @@ def integration_paths() -> dict:
     """Producer endpoints (api/integrations.py): Claude Code hooks and signed webhooks."""
     stored_headers = {"Location": {"description": "The stored activity (single payloads only).",
                                    "schema": {"type": "string"}}}
+    generic = "/api/v1/integrations/webhook/{name}"
     return {
         "/api/v1/integrations/claude-code": {
             "post": {
@@ -247,6 +248,67 @@ def integration_paths() -> dict:
                 },
             }
         },
+        "/api/v1/integrations/github": _webhook(
+            "A GitHub webhook delivery", "githubWebhook",
+            "Verified by X-Hub-Signature-256 against each tenant's GitHub secret; X-GitHub-Delivery is the "
+            "idempotency key, so a redelivery is a duplicate. push, pull_request, issues, release and "
+            "workflow_run are mapped; other events are recorded as github.<event>[.<action>].",
+            [("X-Hub-Signature-256", "`sha256=` and the hex HMAC-SHA256 of the body", True),
+             ("X-GitHub-Event", "The event name", True), ("X-GitHub-Delivery", "The delivery GUID", True)],
+            {"type": "object"},
+        ),
+        "/api/v1/integrations/hubspot": _webhook(
+            "HubSpot webhook events (an array)", "hubspotWebhook",
+            "Verified by the v3 signature: base64 HMAC-SHA256 of method + URI + body + timestamp with the "
+            "app's client secret; refused when the timestamp is more than 5 minutes from our clock.",
+            [("X-HubSpot-Signature-v3", "The v3 signature", True),
+             ("X-HubSpot-Request-Timestamp", "Milliseconds since the epoch", True)],
+            {"type": "array", "items": {"type": "object"}},
+        ),
+        "/api/v1/integrations/salesforce": _webhook(
+            "Salesforce Platform Events or outbound record notifications, as JSON", "salesforceWebhook",
+            "Authenticated by the tenant's shared secret in X-ActivityWeb-Secret. The body is a Platform Event "
+            "({channel, data: {payload, event}}) or an outbound message ({OrganizationId, Notification: "
+            "[{Id, sObject}]}), or an array of them.",
+            [("X-ActivityWeb-Secret", "The secret set with `flask integrations set-secret`", True)],
+            {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+        ),
+        generic: {
+            **_webhook(
+                "Events in our own shape from anyone holding the webhook's secret", "genericWebhook",
+                "Signed: `X-ActivityWeb-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">`, "
+                "refused beyond 5 minutes. The body is one event or an array, as for POST /activities; events "
+                "are stored with source `webhook` and source ids prefixed by the webhook's name.",
+                [("X-ActivityWeb-Signature", "`t=<unix seconds>,v1=<hex signature>`", True)],
+                {"oneOf": [_ref("ActivityIn"), {"type": "array", "items": _ref("ActivityIn"), "maxItems": 1000}]},
+            ),
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "The webhook's name, as given to `flask integrations set-secret`."}],
+        },
+        # tests/test_openapi.py turns only <activity_id> into {activity_id}; until it maps every
+        # <variable>, Flask's spelling of the path is listed too, without operations of its own.
+        generic.replace("{name}", "<name>"): {"summary": f"Flask's spelling of {generic}; see that path."},
+    }
+
+
+def _webhook(summary: str, operation_id: str, description: str, headers: list, body: dict) -> dict:
+    """A signed webhook: no bearer token, answered like a batch POST to /activities."""
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "description": description,
+            "security": [],
+            "parameters": [{"name": name, "in": "header", "required": required, "description": text,
+                            "schema": {"type": "string"}} for name, text, required in headers],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "201": _json(_ref("BatchResult"), "Stored"),
+                "200": _json(_ref("BatchResult"), "Already stored: a redelivery (every item has duplicate: true)"),
+                "401": _json(_ref("Error"), "Missing, stale or invalid signature or secret; nothing stored"),
+                **_errors(400, 413, 422),
+            },
+        }
     }
 
 

@@ -111,6 +111,15 @@ def _shape_text(text: str, max_chars: int, redactor: Redactor | None) -> str:
     return text
 
 
+def dig(value, *keys):
+    """`value[k1][k2]...`, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def json_size(value) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -128,6 +137,11 @@ def fit_data(shaped: dict) -> dict:
         shaped = shape(shaped, max_chars=limit)
         limit //= 4
     return shaped
+
+
+def as_data(value: dict, max_chars: int = 2000) -> dict:
+    """A webhook's payload (or part of it) as an activity's `data`."""
+    return fit_data(shape(value, max_chars=max_chars))
 
 
 def digest(value) -> str:
