@@ -115,7 +115,10 @@ def deliver(items: list, send: Callable[[list], str]) -> list:
 
 
 def _encode(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+    # allow_nan=False: NaN and Infinity are not JSON, and a server that
+    # stores JSON could never take them.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=_json_default).encode()
 
 
 def _json_default(value):

@@ -109,6 +109,8 @@ def test_the_server_down_neither_raises_nor_blocks_the_caller(server, token, tmp
     elapsed = time.perf_counter() - began
     assert elapsed < 1.0, f"2,002 calls took {elapsed:.2f}s"
     assert client.dropped == 0
+    client.track("metric.recorded", "Not JSON", data={"ratio": float("nan")})
+    assert client.dropped == 1  # refused at once: no JSON store could take it
 
 
 def test_events_sent_while_down_arrive_once_it_is_up(app, server, token, tmp_path, clients):
