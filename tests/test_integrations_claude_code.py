@@ -94,6 +94,13 @@ def test_each_hook_event_stores_one_activity(client, headers):
     assert len(session_events(client, headers)) == len(EXPECTED)
 
 
+def test_deep_working_directories_still_name_the_project_and_paths(client, headers):
+    cwd = "/home/dev/" + "nested/" * 40 + "billing-api"
+    edit = load("pre_tool_use_edit", cwd=cwd, tool_input={"file_path": f"{cwd}/src/app.py"})
+    activity = stored(client, headers, post(client, headers, edit))
+    assert (activity["project"], activity["title"]) == ("billing-api", "Edit src/app.py")
+
+
 def test_tool_events_name_the_tool_and_their_outcome(client, headers):
     started = stored(client, headers, post(client, headers, load("pre_tool_use_edit")))
     assert (started["entity_type"], started["entity_id"], started["status"]) == ("tool", "Edit", "started")

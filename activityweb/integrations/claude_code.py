@@ -181,7 +181,7 @@ def to_activity(
         conversation_id=session,
         sequence=microseconds(occurred_at),
         correlation_id=shared_id,
-        project=one_line(_basename(_text(seen, "cwd")), 200),
+        project=one_line(_basename(seen.get("cwd")), 200),
         duration_ms=duration,
         occurred_at=occurred_at,
         data=fit_data({k: v for k, v in seen.items() if k != "session_id"}),
@@ -197,7 +197,7 @@ def _shared_id(name: str, payload: dict) -> str | None:
 def _describe(name: str, p: dict) -> dict:
     """Title, summary, actor, entity, status and priority of one event."""
     session = _text(p, "session_id")
-    project = _basename(_text(p, "cwd"))
+    project = one_line(_basename(p.get("cwd")), 200)
     claude = {"actor_id": "claude", "actor_name": "Claude"}
     if _text(p, "agent_id") and not name.startswith("Subagent"):
         # The hook fired inside a subagent: it is the one acting.
@@ -205,7 +205,7 @@ def _describe(name: str, p: dict) -> dict:
     session_entity = {"entity_type": "session", "entity_id": session, "entity_name": project}
     tool = _text(p, "tool_name")
     tool_entity = {"entity_type": "tool", "entity_id": tool, "entity_name": tool}
-    tool_title = _tool_title(tool, p.get("tool_input"), _text(p, "cwd"))
+    tool_title = _tool_title(tool, p.get("tool_input"), p.get("cwd"))
 
     if name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
         columns = {"title": tool_title, **claude, **tool_entity}
@@ -264,7 +264,7 @@ def _describe(name: str, p: dict) -> dict:
     return {"title": f"Claude Code: {one_line(name, TITLE_CHARS)}", **session_entity}
 
 
-def _tool_title(tool: str | None, tool_input, cwd: str | None) -> str:
+def _tool_title(tool: str | None, tool_input, cwd) -> str:
     """"Bash: npm test", "Edit src/app.py", "Grep: TODO"; the tool name alone otherwise."""
     tool = tool or "Tool"
     argument_key, joiner = TOOL_ARGUMENTS.get(tool, (None, ""))
@@ -278,9 +278,9 @@ def _tool_title(tool: str | None, tool_input, cwd: str | None) -> str:
     return one_line(f"{tool}{joiner}{argument}", min(TITLE_CHARS, MAX_TITLE)) or tool
 
 
-def _relative(path: str, cwd: str | None) -> str:
+def _relative(path: str, cwd) -> str:
     """A path as the session sees it: relative to its working directory when inside it."""
-    if cwd:
+    if isinstance(cwd, str) and cwd:
         base = cwd.rstrip("/\\")
         for separator in ("/", "\\"):
             if path.startswith(base + separator):
@@ -288,8 +288,9 @@ def _relative(path: str, cwd: str | None) -> str:
     return path
 
 
-def _basename(path: str | None) -> str | None:
-    if not path:
+def _basename(path) -> str | None:
+    """The last part of a path (POSIX or Windows): a session's project."""
+    if not isinstance(path, str) or not path:
         return None
     return posixpath.basename(path.replace("\\", "/").rstrip("/")) or None
 
