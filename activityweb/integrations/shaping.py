@@ -57,7 +57,8 @@ def one_line(value, limit: int) -> str | None:
     """Text for a title or name: whitespace collapsed, NUL removed, cut with an ellipsis."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    text = _SPACE.sub(" ", str(value).replace("\x00", "")).strip()
+    # Only the start can show: a megabyte of text costs no more than a line.
+    text = _SPACE.sub(" ", str(value)[: limit * 4 + 256].replace("\x00", "")).strip()
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -67,7 +68,7 @@ def clip(value, limit: int) -> str | None:
     """Text for a summary: line breaks kept, NUL removed, cut with an ellipsis."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    text = str(value).replace("\x00", "").strip()
+    text = str(value)[: limit + 256].replace("\x00", "").strip()
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
