@@ -33,6 +33,25 @@ log = logging.getLogger(__name__)
 CHANNEL = "activityweb"
 
 
+class Batch(list):
+    """Events offered to every subscriber of one filter at the same moment.
+
+    What they render from it (a WebSocket message, say) is made once and
+    shared: one rendering per distinct filter, not one per socket.
+    """
+
+    def __init__(self, events):
+        super().__init__(events)
+        self._rendered: dict = {}
+
+    def rendered(self, key, render):
+        # Two sockets may race to render the same batch; both get an equal
+        # result, so no lock is needed.
+        if key not in self._rendered:
+            self._rendered[key] = render(self)
+        return self._rendered[key]
+
+
 class Subscription:
     """One reader's bounded queue of new events.
 
@@ -49,18 +68,27 @@ class Subscription:
         self.overflowed = False
         self.stale = False  # the hub lost events (listener reconnected): replay needed
         self.closed = False
-        self._items: deque = deque()
+        self._batches: deque[Batch] = deque()
+        self._pending = 0
         self._cond = threading.Condition()
+        # Called once, from the hub, when the queue first overflows; the
+        # owner may be stuck writing to its client and need a push.
+        self.on_overflow = None
 
-    def _offer(self, events: list[dict]) -> None:
+    def _offer(self, batch: Batch) -> None:
+        first_overflow = False
         with self._cond:
             if self.closed:
                 return
-            if len(self._items) + len(events) > self.max_pending:
+            if self._pending + len(batch) > self.max_pending:
+                first_overflow = not self.overflowed
                 self.overflowed = True
             else:
-                self._items.extend(events)
+                self._batches.append(batch)
+                self._pending += len(batch)
             self._cond.notify()
+        if first_overflow and self.on_overflow is not None:
+            self.on_overflow()
 
     def _mark_stale(self) -> None:
         with self._cond:
@@ -72,19 +100,25 @@ class Subscription:
         with self._cond:
             self._cond.notify()
 
-    def get(self, timeout: float | None = None) -> list[dict]:
-        """Wait up to `timeout` for events; returns all that are pending (maybe none)."""
+    def get_batches(self, timeout: float | None = None) -> list[Batch]:
+        """Wait up to `timeout` for events; returns every pending batch (maybe none)."""
         with self._cond:
-            if not self._items and not (self.overflowed or self.stale or self.closed):
+            if not self._batches and not (self.overflowed or self.stale or self.closed):
                 self._cond.wait(timeout)
-            items = list(self._items)
-            self._items.clear()
-            return items
+            batches = list(self._batches)
+            self._batches.clear()
+            self._pending = 0
+            return batches
+
+    def get(self, timeout: float | None = None) -> list[dict]:
+        """Like `get_batches`, as one list of events."""
+        return [event for batch in self.get_batches(timeout) for event in batch]
 
     def unsubscribe(self) -> None:
         with self._cond:
             self.closed = True
-            self._items.clear()
+            self._batches.clear()
+            self._pending = 0
             self._cond.notify()
         self.hub._remove(self)
 
@@ -131,7 +165,7 @@ class Hub:
         for sub in subs:
             by_filter[sub.filter].append(sub)
         for flt, group in by_filter.items():
-            matched = [e for e in events if flt.matches(e)]
+            matched = Batch(e for e in events if flt.matches(e))
             if matched:
                 for sub in group:
                     sub._offer(matched)
@@ -175,9 +209,11 @@ class PostgresHub(Hub):
     gunicorn master.
     """
 
-    def __init__(self, dsn: str, load: Callable[[int, list[str]], list[dict]], max_pending: int = 2000):
+    def __init__(self, dsn: str, load: Callable[[int, list[str]], list[dict]], max_pending: int = 2000,
+                 window: float = 0.05):
         super().__init__(max_pending)
         self.dsn = dsn
+        self.window = window
         self.load = load
         self._thread: threading.Thread | None = None
         self._pid = None
@@ -211,10 +247,20 @@ class PostgresHub(Hub):
                     conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(CHANNEL)))
                     backoff = 0.2
                     self._listening.set()
+                    last_dispatch = 0.0
                     while not self._stopping.is_set():
-                        batch = list(conn.notifies(timeout=1.0))
-                        if batch:
-                            self._dispatch(batch)
+                        # The timeout only lets the loop look at _stopping now and then.
+                        batch = list(conn.notifies(timeout=1.0, stop_after=1))
+                        if not batch:
+                            continue
+                        # One read and one fan-out per window: after a quiet
+                        # spell the first commit goes at once; commits that come
+                        # faster are gathered until the window ends.
+                        wait = last_dispatch + self.window - time.monotonic()
+                        if wait > 0:
+                            batch += conn.notifies(timeout=wait)
+                        self._dispatch(batch)
+                        last_dispatch = time.monotonic()
             except Exception:  # the database went away; keep trying
                 log.exception("live listener lost its connection; reconnecting")
                 self._listening.clear()
@@ -247,6 +293,18 @@ class PostgresHub(Hub):
             self.fan_out(tenant_id, rows)
 
 
+class Delivery(list):
+    """New events for one reader; renders through the shared batch when it
+    is exactly one, so sockets on the same filter share one rendering."""
+
+    def __init__(self, events: list[dict], shared: Batch | None = None):
+        super().__init__(events)
+        self.shared = shared
+
+    def rendered(self, key, render):
+        return self.shared.rendered(key, render) if self.shared is not None else render(self)
+
+
 class SlowConsumer(Exception):
     """A subscriber fell too far behind; its client should reconnect and replay."""
 
@@ -273,6 +331,7 @@ class Follower:
         # Replayed events the reader can get elsewhere (a page's later pages).
         self.already_has = already_has or (lambda event: False)
         self._seen: dict[str, None] = {}
+        self._last_batch = 0.0
 
     def missed(self, limit: int | None = None) -> tuple[list[dict], bool]:
         """Events after `newest` that this reader has not had yet."""
@@ -281,20 +340,30 @@ class Follower:
         events, truncated = self.replay(self.subscription.tenant_id, self.subscription.filter, self.newest, limit)
         return self._fresh([e for e in events if not self.already_has(e)]), truncated
 
-    def next(self, timeout: float) -> list[dict]:
-        """Wait up to `timeout` for new events; a burst arriving within
-        `window` comes out as one batch. Raises SlowConsumer."""
+    def next(self, timeout: float) -> "Delivery":
+        """Wait up to `timeout` for new events. At most one batch per
+        `window`: an event after a quiet spell goes at once; events that come
+        faster wait for the window to end and go together. Raises SlowConsumer."""
         sub = self.subscription
-        events = sub.get(timeout)
+        batches = sub.get_batches(timeout)
+        replayed: list[dict] = []
         if sub.stale:
             sub.stale = False
-            events = self.missed()[0] + events
-        elif events and self.window:
-            time.sleep(self.window)
-            events += sub.get(0)
+            replayed = self.missed()[0]
+        elif batches and self.window:
+            wait = self._last_batch + self.window - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+                batches += sub.get_batches(0)
         if sub.overflowed:
             raise SlowConsumer()
-        return self._fresh(events)
+        offered = [event for batch in batches for event in batch]
+        fresh = self._fresh(replayed + offered)
+        if fresh:
+            self._last_batch = time.monotonic()
+        # The common case: exactly one shared batch, all of it new to us.
+        shared = batches[0] if len(batches) == 1 and not replayed and len(fresh) == len(batches[0]) else None
+        return Delivery(fresh, shared)
 
     def _fresh(self, events: list[dict]) -> list[dict]:
         fresh = [e for e in sorted(events, key=lambda e: e["id"]) if e["id"] not in self._seen]
@@ -324,9 +393,9 @@ def init_app(app, load: Callable[[int, list[str]], list[dict]]) -> None:
             with app.app_context():
                 return load(tenant_id, ids)
 
-        hub = PostgresHub(dsn, load_in_app, app.config.get("LIVE_MAX_PENDING", 2000))
+        hub = PostgresHub(dsn, load_in_app, app.config["LIVE_MAX_PENDING"], app.config["LIVE_WINDOW"])
     else:
-        hub = MemoryHub(app.config.get("LIVE_MAX_PENDING", 2000))
+        hub = MemoryHub(app.config["LIVE_MAX_PENDING"])
     app.extensions["activityweb.hub"] = hub
     _hub = hub
 

@@ -18,7 +18,6 @@ from ..web.sockets import no_compression, serve_socket, stream
 from . import bp
 
 KEEPALIVE_SECONDS = 15.0
-COALESCE_SECONDS = 0.05
 
 ws_bp = Blueprint("activity_socket", __name__)
 
@@ -32,7 +31,8 @@ def _sse_event(activity: dict, slug: str) -> str:
 def activity_stream():
     principal = _stream_principal()
     flt, since = parse_stream_args(request.args, request.headers.get("Last-Event-ID"))
-    follower = live.Follower(principal.tenant_id, flt, since, replay=store.missed_since, window=COALESCE_SECONDS)
+    follower = live.Follower(principal.tenant_id, flt, since, replay=store.missed_since,
+                             window=current_app.config["LIVE_WINDOW"])
     stopping = current_app.extensions["activityweb.stopping"]
 
     def events():
@@ -81,13 +81,13 @@ def activity_socket(ws):
     serve_socket(ws)
     slug = g.principal.tenant_slug
     follower = live.Follower(g.principal.tenant_id, g.stream_filter, g.stream_since,
-                             replay=store.missed_since, window=COALESCE_SECONDS)
+                             replay=store.missed_since, window=current_app.config["LIVE_WINDOW"])
 
     def render(events):
         return [json.dumps({"type": "activity_created", "activity": activity_json(a, slug)}, separators=(",", ":"))
                 for a in events]
 
     try:
-        stream(ws, follower, render, replay_limit=None)
+        stream(ws, follower, render, ("json", slug), replay_limit=None)
     finally:
         follower.close()

@@ -5,17 +5,20 @@ extension), then says the newest event it has: `{"since": "<event id>"}`. The
 server sends what the page missed, then each new matching event as it commits.
 Every message is HTML for the ws extension: `feed/_live.html` wraps the events
 (newest first, each rendered by `feed/_event.html`) in an out-of-band swap that
-prepends to `#feed-items`. Bursts within `COALESCE_SECONDS` go out as one
+prepends to `#feed-items`. Bursts within the `LIVE_WINDOW` go out as one
 message. A client that falls behind is closed with 1013 (try again later) and
 the extension reconnects and replays; so is every client when the server
 shuts down (1012), so pages come back after a deploy.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 
 from flask import Blueprint, current_app, g, render_template, request
+from wsproto.frame_protocol import FrameProtocol
 
 from .. import live, store
 from ..auth import check_origin, web_principal
@@ -26,12 +29,12 @@ from .render import live_message
 
 bp = Blueprint("feed_socket", __name__)
 
-COALESCE_SECONDS = 0.05
 HELLO_TIMEOUT = 5.0
 # A page that missed more than this is told to reload instead of replaying.
 REPLAY_LIMIT = 500
 # A waiting handler is woken when its client goes; this is only a backstop.
 IDLE_CHECK_SECONDS = 30.0
+# How long a client whose queue overflowed may take to drain a blocked write.
 SEND_TIMEOUT_SECONDS = 10.0
 CLOSE_TRY_AGAIN = 1013
 CLOSE_SERVICE_RESTART = 1012
@@ -61,15 +64,12 @@ class _SerialSocket:
 
     simple-websocket writes with `sock.send`, which may write only part of a
     large frame, and writes pings from its reader thread while we write
-    frames from ours. Here every write is whole (`sendall`), one at a time,
-    and bounded by a timeout so a client that stopped reading cannot hold a
-    sender forever.
+    frames from ours. Here every write is whole (`sendall`) and one at a time.
     """
 
-    def __init__(self, sock, timeout: float):
+    def __init__(self, sock):
         self._sock = sock
         self._lock = threading.Lock()
-        sock.settimeout(timeout)
 
     def send(self, data: bytes) -> int:
         with self._lock:
@@ -80,9 +80,34 @@ class _SerialSocket:
         return getattr(self._sock, name)
 
 
-def serve_socket(ws, timeout: float = SEND_TIMEOUT_SECONDS):
-    ws.sock = _SerialSocket(ws.sock, timeout)
+def serve_socket(ws):
+    ws.sock = _SerialSocket(ws.sock)
     return ws
+
+
+# Server frames are never masked, so the bytes of a message are the same for
+# every socket: a batch is framed once (by wsproto) and written to each.
+# Whole messages (fin=True) leave the protocol object with no state.
+_framer = FrameProtocol(client=False, extensions=[])
+
+
+def frames(messages: str | list[str]) -> bytes:
+    return b"".join(_framer.send_data(m, fin=True) for m in ([messages] if isinstance(messages, str) else messages))
+
+
+def _drop_if_stuck(ws):
+    """A client that stopped reading can hold its sender in a blocked write
+    for ever; once its queue has overflowed, give it SEND_TIMEOUT_SECONDS to
+    drain, then cut the connection (the browser reconnects and replays)."""
+
+    def cut():
+        if ws.connected:
+            with contextlib.suppress(OSError):
+                ws.sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(SEND_TIMEOUT_SECONDS, cut)
+    timer.daemon = True
+    timer.start()
 
 
 def close(ws, code: int, reason: str) -> None:
@@ -133,38 +158,36 @@ def _event_id(value) -> str | None:
     return value if isinstance(value, str) and is_uuid(value) else None
 
 
-def stream(ws, follower: live.Follower, render, replay_limit: int | None) -> None:
+def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | None) -> None:
     """Send what was missed, then new events, until the client goes.
 
     `render(events)` turns a batch into a message or a list of messages;
-    shared by the dashboard socket and the JSON `/ws`.
+    sockets whose render shares a `render_key` share renderings (and framed
+    bytes) of a batch. Used by the dashboard socket and the JSON `/ws`.
     """
-
-    def send(events):
-        messages = render(events)
-        for message in [messages] if isinstance(messages, str) else messages:
-            ws.send(message)
-
     missed, truncated = follower.missed(limit=replay_limit)
     db.session.remove()  # a long wait follows: give the connection back
-    if truncated:
-        ws.send(render_template("feed/_stale.html"))
-    elif missed:
-        send(missed)
+    follower.subscription.on_overflow = lambda: _drop_if_stuck(ws)
     stopping = current_app.extensions["activityweb.stopping"]
     # Wake the wait below the moment the client goes, so the connection is
     # released now rather than at the next idle check.
     threading.Thread(target=_wake_when_closed, args=(ws, follower.subscription), daemon=True).start()
     try:
+        if truncated:
+            ws.sock.send(frames(render_template("feed/_stale.html")))
+        elif missed:
+            ws.sock.send(frames(render(missed)))
         while ws.connected:
             if stopping.is_set():
                 close(ws, CLOSE_SERVICE_RESTART, "server restarting; reconnect")
                 return
-            events = follower.next(timeout=IDLE_CHECK_SECONDS)
-            if events:
-                send(events)
+            delivery = follower.next(timeout=IDLE_CHECK_SECONDS)
+            if delivery:
+                ws.sock.send(delivery.rendered(render_key, lambda batch: frames(render(batch))))
     except live.SlowConsumer:
         close(ws, CLOSE_TRY_AGAIN, "fell behind; reconnect")
+    except OSError:
+        pass  # the client went away mid-write
 
 
 @sock.route("/feed/ws", bp=bp)
@@ -172,8 +195,8 @@ def feed_socket(ws):
     serve_socket(ws)
     hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
     follower = live.Follower(g.principal.tenant_id, g.feed_filter, hello.since, replay=store.missed_since,
-                             window=COALESCE_SECONDS, already_has=hello.already_has)
+                             window=current_app.config["LIVE_WINDOW"], already_has=hello.already_has)
     try:
-        stream(ws, follower, live_message, REPLAY_LIMIT)
+        stream(ws, follower, live_message, "feed", REPLAY_LIMIT)
     finally:
         follower.close()
