@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
@@ -131,22 +132,26 @@ class ActivityIn(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def no_nul_characters(cls, value):
-        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather
-        # than fail in the database.
-        if _has_nul(value):
-            raise ValueError("must not contain the NUL character (\\u0000)")
+    def storable(cls, value):
+        # PostgreSQL text and jsonb cannot hold U+0000, and JSON has no NaN or
+        # Infinity (jsonb refuses them; SQLite would store invalid JSON):
+        # refuse them here rather than fail in the database.
+        problem = _unstorable(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def _has_nul(value) -> bool:
+def _unstorable(value) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
+        return "must not contain the NUL character (\\u0000)" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must not contain NaN or Infinity (JSON has neither)"
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next((p for k, v in value.items() if (p := _unstorable(k) or _unstorable(v))), None)
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return next((p for v in value if (p := _unstorable(v))), None)
+    return None
 
 
 _one_event = TypeAdapter(ActivityIn)

@@ -128,3 +128,13 @@ def test_get_unknown_or_malformed_id_is_404(client, auth_headers):
         response = client.get(f"/api/v1/activities/{activity_id}", headers=auth_headers)
         assert response.status_code == 404
         assert error_of(response)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("raw", [b'{"type": "a.b", "title": "t", "data": {"x": NaN}}',
+                                 b'{"type": "a.b", "title": "t", "data": {"x": [1, Infinity]}}',
+                                 b'{"type": "a.b", "title": "t", "data": {"x": -Infinity}}',
+                                 b'{"type": "a.b", "title": "t", "data": {"x": 1e400}}'])
+def test_non_finite_numbers_in_data(client, auth_headers, raw):
+    response = client.post("/api/v1/activities", data=raw, headers={**auth_headers, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert fields_of(response) == ["data"]
