@@ -176,7 +176,10 @@ def authenticate_api() -> Principal:
             raise ApiError(401, "invalid_token", "The bearer token is unknown or revoked.",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return principal
-    if request.headers.get("Authorization"):
+    # An empty "Bearer" is what a producer sends with its token unset; in
+    # local mode that is no credential at all, like a missing header.
+    header = request.headers.get("Authorization", "").strip()
+    if header and header.lower() != "bearer":
         raise ApiError(401, "invalid_token", "Use `Authorization: Bearer <token>`.",
                        headers={"WWW-Authenticate": "Bearer"})
     if current_app.config.get("LOCAL_MODE"):

@@ -80,3 +80,16 @@ def test_local_mode_acts_as_default_tenant(backend, tmp_path, request):
         assert other.get_json()["items"] == []
     finally:
         teardown_app(app)
+
+
+def test_an_empty_bearer_is_no_credential(backend, tmp_path, request):
+    """What a producer sends with its token unset: fine in local mode, a 401 otherwise."""
+    from conftest import make_app, teardown_app
+
+    for local, expected in ((True, 201), (False, 401)):
+        app = make_app(backend, tmp_path, request, LOCAL_MODE=local)
+        try:
+            response = app.test_client().post("/api/v1/activities", json=event(), headers={"Authorization": "Bearer "})
+            assert response.status_code == expected
+        finally:
+            teardown_app(app)
