@@ -1,13 +1,14 @@
-"""ActivityWeb: one service that any system sends activity events to, and people watch live."""
+"""ActivityWeb: one service that any system sends activity events to, and people watch live.
+
+Nothing heavy is imported at package level: `activityweb.client`, the
+producers' library, must import without Flask or SQLAlchemy installed.
+"""
 from __future__ import annotations
 
 import logging
 import secrets
 import sqlite3
 import threading
-
-import sqlalchemy as sa
-from flask import Flask
 
 from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env
 
@@ -22,7 +23,6 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
-@sa.event.listens_for(sa.engine.Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     # WAL lets readers run beside the writer; busy_timeout makes writers queue
     # instead of failing; foreign keys are off by default in SQLite.
@@ -41,7 +41,12 @@ def _engine_options(uri: str) -> dict:
     return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None):
+    import sqlalchemy as sa
+    from flask import Flask
+
+    if not sa.event.contains(sa.engine.Engine, "connect", _sqlite_pragmas):
+        sa.event.listen(sa.engine.Engine, "connect", _sqlite_pragmas)
     app = Flask(
         __name__,
         instance_path=str(INSTANCE_DIR),
