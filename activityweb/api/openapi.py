@@ -285,9 +285,6 @@ def integration_paths() -> dict:
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
                             "description": "The webhook's name, as given to `flask integrations set-secret`."}],
         },
-        # tests/test_openapi.py turns only <activity_id> into {activity_id}; until it maps every
-        # <variable>, Flask's spelling of the path is listed too, without operations of its own.
-        generic.replace("{name}", "<name>"): {"summary": f"Flask's spelling of {generic}; see that path."},
     }
 
 
