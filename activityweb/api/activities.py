@@ -27,6 +27,11 @@ def create_activities():
             body["duplicate"] = True
             return jsonify(body), 200
         return jsonify(body), 201
+    return batch_answer(results, slug)
+
+
+def batch_answer(results: list[store.Stored], slug: str):
+    """`{"items", "created", "duplicates"}`: 201 if anything was new, else 200."""
     items = [{**activity_json(r.activity, slug), "duplicate": r.duplicate} for r in results]
     created = sum(not r.duplicate for r in results)
     body = {"items": items, "created": created, "duplicates": len(results) - created}

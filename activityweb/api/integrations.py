@@ -4,13 +4,13 @@ Views parse and answer; `integrations/*` normalise and `store` stores. A
 webhook carries no bearer token: its signature (or shared secret) names the
 tenant, and until it is verified nothing is read from the body or stored.
 """
-from flask import current_app, g, jsonify, request, url_for
+from flask import current_app, g, request, url_for
 
 from .. import store
 from ..auth import Principal, require
 from ..integrations import claude_code, github, hubspot, salesforce, webhook
-from ..schemas import activity_json
 from . import bp
+from .activities import batch_answer
 
 
 @bp.post("/integrations/claude-code")
@@ -66,7 +66,4 @@ def public_url() -> str:
 def stored(tenant: Principal, events: list[dict]):
     """Store a webhook's events; answered like a batch POST to /activities."""
     results = store.add_activities(tenant.tenant_id, events) if events else []
-    items = [{**activity_json(r.activity, tenant.tenant_slug), "duplicate": r.duplicate} for r in results]
-    created = sum(not r.duplicate for r in results)
-    body = {"items": items, "created": created, "duplicates": len(results) - created}
-    return jsonify(body), 201 if created else 200
+    return batch_answer(results, tenant.tenant_slug)
