@@ -6,6 +6,17 @@ fork and after gevent has patched the standard library (psycopg chooses its
 wait function at import; one chosen before the patch would block the worker).
 """
 import os
+import sys
+
+# Refuse unsafe production settings here, in the master, with one line.
+# (activityweb.config imports only the standard library: nothing here may
+# import psycopg or the app before the workers' gevent patching.)
+from activityweb.config import ConfigError, check_production, from_env
+
+try:
+    check_production(from_env())
+except ConfigError as exc:
+    sys.exit(f"activityweb: {exc}")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

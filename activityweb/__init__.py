@@ -82,12 +82,22 @@ def create_app(config: dict | None = None):
     from .web import present
     from .web.sockets import bp as feed_socket_bp
 
+    from . import security
+    from .web.account import bp as account_bp
+
     app.register_blueprint(api_bp)
     app.register_blueprint(activity_socket_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
     app.register_blueprint(feed_socket_bp)
+    app.register_blueprint(account_bp)
     present.register(app)
+    security.init_app(app, api_bp, [activity_socket_bp, feed_socket_bp])
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     # Set when the server is shutting down: live sockets then close with 1012
     # so browsers reconnect (to another worker) and replay.
     app.extensions["activityweb.stopping"] = threading.Event()

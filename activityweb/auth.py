@@ -15,10 +15,11 @@ from datetime import timedelta
 from functools import wraps
 
 import sqlalchemy as sa
-from flask import abort, current_app, g, request
+from flask import abort, current_app, g, request, session
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
-from .models import ApiToken, Tenant, utcnow
+from .models import ApiToken, Membership, Tenant, User, utcnow
 from .schemas import ApiError
 
 SCOPES = ("ingest", "read", "admin")
@@ -38,6 +39,9 @@ class Principal:
     scopes: frozenset[str]
     token_id: int | None = None
     local: bool = False
+    user_id: int | None = None
+    user_email: str | None = None
+    role: str | None = None
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -60,6 +64,10 @@ def create_tenant(slug: str, name: str | None = None) -> Tenant:
     db.session.add(tenant)
     db.session.commit()
     return tenant
+
+
+def tenant_by_id(tenant_id: int) -> Tenant:
+    return db.session.get(Tenant, tenant_id)
 
 
 def find_tenant(slug: str) -> Tenant | None:
@@ -156,7 +164,7 @@ def principal_for_token(secret: str) -> Principal | None:
 
 def local_principal() -> Principal:
     tenant = get_or_create_tenant(DEFAULT_TENANT, "Default")
-    return Principal(tenant.id, tenant.slug, frozenset(SCOPES), local=True)
+    return Principal(tenant.id, tenant.slug, frozenset(SCOPES), local=True, role="admin")
 
 
 def bearer_secret() -> str | None:
@@ -188,12 +196,130 @@ def authenticate_api() -> Principal:
                    headers={"WWW-Authenticate": "Bearer"})
 
 
+# ------------------------------------------------------------------- people
+
+ROLE_SCOPES = {"viewer": frozenset({"read"}), "admin": frozenset({"read", "admin"})}
+MIN_PASSWORD = 10
+# Checked when an email is unknown, so a wrong email costs as long as a wrong password.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_urlsafe(16))
+
+
+class SignInRequired(Exception):
+    """A dashboard request without a signed-in user (and not in local mode)."""
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_user(email: str, password: str, tenant: Tenant, role: str) -> User:
+    """Make a user, or add a membership to an existing one (password unchanged)."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 254:
+        raise ValueError(f"{email!r} is not an email address")
+    if role not in ROLE_SCOPES:
+        raise ValueError(f"role is one of {', '.join(ROLE_SCOPES)}")
+    user = find_user(email)
+    if user is None:
+        if len(password) < MIN_PASSWORD:
+            raise ValueError(f"a password has at least {MIN_PASSWORD} characters")
+        user = User(email=email, password_hash=generate_password_hash(password))
+        db.session.add(user)
+        db.session.flush()
+    membership = db.session.execute(
+        sa.select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
+    ).scalar_one_or_none()
+    if membership is None:
+        db.session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
+    else:
+        membership.role = role
+    db.session.commit()
+    return user
+
+
+def find_user(email: str) -> User | None:
+    return db.session.execute(sa.select(User).where(User.email == normalise_email(email))).scalar_one_or_none()
+
+
+def check_password(email: str, password: str) -> User | None:
+    """The user these credentials belong to, or None (in constant-ish time)."""
+    user = find_user(email)
+    if user is None:
+        check_password_hash(_UNKNOWN_USER_HASH, password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def memberships_of(user_id: int) -> list[tuple[int, str, str]]:
+    """(tenant id, tenant slug, role) of each tenant the user belongs to, by slug."""
+    rows = db.session.execute(
+        sa.select(Membership.tenant_id, Tenant.slug, Membership.role)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Tenant.slug)
+    )
+    return [tuple(r) for r in rows]
+
+
+def sign_in(user: User, tenant_id: int | None = None) -> bool:
+    """Start a fresh session for the user, in `tenant_id` or their first tenant."""
+    tenants = memberships_of(user.id)
+    chosen = next((t for t in tenants if tenant_id in (None, t[0])), None)
+    if chosen is None:
+        return False
+    session.clear()  # a new session id's worth: nothing of the old one survives
+    session["user_id"] = user.id
+    session["tenant_id"] = chosen[0]
+    session.permanent = True
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return True
+
+
+def switch_tenant(principal: Principal, tenant_id: int) -> bool:
+    if not any(t[0] == tenant_id for t in memberships_of(principal.user_id)):
+        return False
+    session["tenant_id"] = tenant_id
+    return True
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def session_principal() -> Principal | None:
+    """The signed-in user's principal, checked against the database each
+    request so a removed membership takes effect at once."""
+    user_id, tenant_id = session.get("user_id"), session.get("tenant_id")
+    if not user_id or not tenant_id:
+        return None
+    row = db.session.execute(
+        sa.select(Membership.role, Tenant.slug, User.email)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.user_id == user_id, Membership.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        session.clear()
+        return None
+    role, slug, email = row
+    return Principal(tenant_id, slug, ROLE_SCOPES[role], user_id=user_id, user_email=email, role=role)
+
+
 def web_principal() -> Principal:
     """The principal of a dashboard request: everyone is the default tenant
-    in local mode; otherwise the signed-in user's tenant."""
+    in local mode; otherwise the signed-in user in their current tenant."""
     if current_app.config.get("LOCAL_MODE"):
         return local_principal()
-    abort(401, "Sign in to see the dashboard.")
+    principal = session_principal()
+    if principal is None:
+        raise SignInRequired()
+    return principal
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.can("admin"):
+        abort(403, "Only a tenant admin can do this.")
 
 
 def allowed_origins() -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -161,6 +162,36 @@ def claude_code_settings(style: str, url: str):
                "in Claude Code's environment to a token with the ingest scope (flask tokens create).", err=True)
 
 
+@click.group("users", cls=AppGroup)
+def users_group():
+    """Dashboard accounts."""
+
+
+def _read_password() -> str:
+    """Prompted (twice) at a terminal; one line from stdin otherwise."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\n")
+
+
+@users_group.command("create")
+@click.option("--email", required=True)
+@click.option("--tenant", required=True, help="Tenant slug the user joins.")
+@click.option("--role", type=click.Choice(["viewer", "admin"]), default="viewer", show_default=True)
+def users_create(email: str, tenant: str, role: str):
+    """Create a user (password prompted, or read from stdin), or add an
+    existing user to another tenant."""
+    target = _tenant_or_fail(tenant)
+    existing = auth.find_user(email)
+    password = "" if existing else _read_password()
+    try:
+        user = auth.create_user(email, password, target, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "added" if existing else "created"
+    click.echo(f"{verb} {user.email} as {role} of tenant {tenant!r}")
+
+
 def register_commands(app: Flask) -> None:
-    for command in (seed_command, tenants_group, tokens_group, integrations_group, claude_code_group):
+    for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group):
         app.cli.add_command(command)

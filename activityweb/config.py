@@ -76,6 +76,20 @@ def from_env() -> dict:
             o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
         ],
         "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # Sessions: the cookie is HttpOnly and SameSite=Lax always, Secure in production.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env_name == "production",
+        "PERMANENT_SESSION_LIFETIME": env_int("ACTIVITYWEB_SESSION_DAYS", 14) * 86400,
+        # A dashboard tab stays open for days: its CSRF token lives as long as the session.
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Rate limits (Flask-Limiter syntax). Memory storage is per process;
+        # point RATELIMIT_STORAGE_URI at Redis to share counts between workers.
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_API": os.environ.get("RATELIMIT_API", "120000 per minute"),
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
+        # Behind a reverse proxy, how many X-Forwarded-* hops to trust for the client address.
+        "TRUSTED_PROXIES": env_int("ACTIVITYWEB_TRUSTED_PROXIES", 0),
         "JSON_SORT_KEYS": False,
         # Claude Code hooks: tool inputs, tool responses, prompts and other
         # long fields are cut to this many characters before storage.

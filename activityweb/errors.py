@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from .auth import SignInRequired
 from .schemas import ApiError
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,8 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message, "details": details or []}})
     else:
-        response = render_template("error.html", status=status, code=code, message=message, details=details or [])
-        from flask import make_response
-
-        response = make_response(response)
+        response = make_response(render_template("error.html", status=status, code=code, message=message,
+                                                  details=details or []))
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -44,6 +43,19 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
 
 
 def register_error_handlers(app) -> None:
+    @app.errorhandler(SignInRequired)
+    def handle_sign_in_required(exc):
+        """Pages go to the sign-in page and come back; htmx follows HX-Redirect;
+        sockets and JSON clients get a plain 401."""
+        login = url_for("account.login", next=request.full_path.rstrip("?"))
+        if request.headers.get("HX-Request"):
+            response = make_response("", 401)
+            response.headers["HX-Redirect"] = login
+            return response
+        if wants_json() or request.headers.get("Upgrade", "").lower() == "websocket":
+            return error_response(401, "unauthenticated", "Sign in first.")
+        return redirect(login)
+
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)

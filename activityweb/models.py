@@ -62,6 +62,41 @@ class Tenant(db.Model):
     tokens = relationship("ApiToken", back_populates="tenant")
 
 
+ROLES = ("viewer", "admin")
+
+
+class User(db.Model):
+    """A person who signs in to the dashboard. Passwords are hashed with
+    werkzeug (scrypt); the email is stored lower-cased."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    memberships = relationship("Membership", back_populates="user", cascade="all, delete-orphan")
+
+
+class Membership(db.Model):
+    """A user's place in a tenant: `viewer` reads, `admin` also manages tokens."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user = relationship("User", back_populates="memberships")
+    tenant = relationship("Tenant")
+
+    __table_args__ = (sa.UniqueConstraint("user_id", "tenant_id", name="uq_memberships_user_tenant"),)
+
+
 class ApiToken(db.Model):
     """A bearer credential. The secret is shown once; only its SHA-256 is kept.
 

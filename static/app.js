@@ -65,6 +65,14 @@
     }
   });
 
+  // --- CSRF -------------------------------------------------------------------
+  // Every state-changing htmx request carries the session's CSRF token.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    if (evt.detail.verb === "get") return;
+    var meta = document.querySelector("meta[name=csrf-token]");
+    if (meta) evt.detail.headers["X-CSRFToken"] = meta.content;
+  });
+
   // --- Filter form ----------------------------------------------------------
   // Leave empty fields out of the URL so a shared link shows only the filter.
   document.addEventListener("htmx:configRequest", function (evt) {

@@ -19,7 +19,7 @@ from activityweb.extensions import db
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("activities", "api_tokens", "tenants")
+TABLES = ("activities", "api_tokens", "integration_secrets", "memberships", "users", "tenants")
 
 
 def _unavailable(what: str, why: str):
@@ -253,3 +253,33 @@ def page(browser):
     context.close()
     assert not dialogs, f"a script ran in the page: {dialogs}"
     assert not errors, f"page errors: {errors}"
+
+
+# ------------------------------------------------------------------- people
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def make_user(app):
+    """`make_user("a@x.io", "acme", "viewer")` -> the user's email (password PASSWORD)."""
+    from activityweb import auth
+
+    def make(email: str = "ada@example.com", tenant: str = "acme", role: str = "viewer") -> str:
+        with app.app_context():
+            auth.create_user(email, PASSWORD, auth.get_or_create_tenant(tenant), role)
+        return email
+
+    return make
+
+
+def csrf_from(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrf[-_]token" (?:value|content)="([^"]+)"', html).group(1)
+
+
+def sign_in(client, email: str, password: str = PASSWORD):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})

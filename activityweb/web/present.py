@@ -125,10 +125,16 @@ def time_tag(moment: datetime) -> Markup:
     )
 
 
+def tenant_choices(principal) -> list[tuple[int, str, str]]:
+    from ..auth import memberships_of
+
+    return memberships_of(principal.user_id) if principal.user_id else []
+
+
 def register(app) -> None:
     app.jinja_env.filters.update(
         relative_time=relative_time, absolute_time=absolute_time, duration=duration,
         pretty_json=pretty_json, iso=iso, time_tag=time_tag,
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
-                                  feed_socket_url=feed_socket_url)
+                                  feed_socket_url=feed_socket_url, tenant_choices=tenant_choices)

@@ -1,0 +1,274 @@
+"""The security model: sessions, CSRF, roles, tokens page, rate limits,
+headers, production settings."""
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import PASSWORD, csrf_from, event, make_app, sign_in, teardown_app
+
+
+def test_pages_need_sign_in_outside_local_mode(client):
+    response = client.get("/?type=a.*")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+    htmx = client.get("/", headers={"HX-Request": "true"})
+    assert htmx.status_code == 401 and htmx.headers["HX-Redirect"].startswith("/login")
+    assert client.get("/settings/tokens").status_code == 302
+
+
+def test_sign_in_and_out(client, make_user):
+    email = make_user("Ada@Example.com", "acme", "viewer")
+    wrong = sign_in(client, email, "not the password")
+    assert wrong.status_code == 401 and "do not match" in wrong.get_data(as_text=True)
+    unknown = sign_in(client, "nobody@example.com")
+    assert unknown.status_code == 401
+    response = sign_in(client, "ada@EXAMPLE.com ")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    page = client.get("/").get_data(as_text=True)
+    assert "ada@example.com" in page and "acme" in page and "local mode" not in page
+    token = csrf_from(page)
+    assert client.post("/logout").status_code == 400  # no CSRF token
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_next_is_never_another_site(client, make_user):
+    email = make_user()
+    for target, expected in (("/activities/x?y=1", "/activities/x?y=1"), ("https://evil.example/", "/"),
+                             ("//evil.example/", "/")):
+        # Signing in starts a new session, so each attempt needs a fresh token.
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        response = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token,
+                                               "next": target})
+        assert response.headers["Location"] == expected
+
+
+def test_session_cookie_is_secure_in_production(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, ENV_NAME="production", SESSION_COOKIE_SECURE=True)
+    try:
+        from activityweb import auth
+
+        with app.app_context():
+            auth.create_user("p@example.com", PASSWORD, auth.get_or_create_tenant("acme"), "viewer")
+        client = app.test_client()
+        response = sign_in(client, "p@example.com")
+        assert "Secure" in response.headers["Set-Cookie"]
+        assert "max-age" in client.get("/login").headers["Strict-Transport-Security"]
+    finally:
+        teardown_app(app)
+
+
+def test_csrf_is_required_on_every_form(client, make_user):
+    make_user("admin@example.com", "acme", "admin")
+    assert client.post("/login", data={"email": "admin@example.com", "password": PASSWORD}).status_code == 400
+    sign_in(client, "admin@example.com")
+    assert client.post("/settings/tokens", data={"name": "x", "scopes": "read"}).status_code == 400
+    assert client.post("/tenant", data={"tenant_id": "1"}).status_code == 400
+    # htmx sends it as a header
+    token = csrf_from(client.get("/").get_data(as_text=True))
+    created = client.post("/settings/tokens", data={"name": "x", "scopes": "read"}, headers={"X-CSRFToken": token})
+    assert created.status_code == 201
+
+
+def test_tokens_page_for_admins_only(client, make_user, app):
+    make_user("viewer@example.com", "acme", "viewer")
+    sign_in(client, "viewer@example.com")
+    assert client.get("/settings/tokens").status_code == 403
+    assert "API tokens" not in client.get("/").get_data(as_text=True)
+
+
+def test_tokens_page_creates_shows_once_and_revokes(client, make_user):
+    make_user("admin@example.com", "acme", "admin")
+    sign_in(client, "admin@example.com")
+    token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
+    created = client.post("/settings/tokens", data={"name": "ci", "scopes": ["ingest", "read"], "csrf_token": token})
+    html = created.get_data(as_text=True)
+    assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
+    secret = html.split('id="new-token-secret">')[1].split("<")[0]
+    assert secret.startswith("aw_")
+    listing = client.get("/settings/tokens").get_data(as_text=True)
+    assert secret not in listing and secret[:9] in listing and "ingest, read" in listing
+    api = {"Authorization": f"Bearer {secret}"}
+    assert client.post("/api/v1/activities", json=event(), headers=api).status_code == 201
+    assert "never" not in client.get("/settings/tokens").get_data(as_text=True)  # last use is shown
+    token_id = listing.split('id="token-')[1].split('"')[0]
+    assert client.post(f"/settings/tokens/{token_id}/revoke", data={"csrf_token": token}).status_code == 302
+    assert client.get("/api/v1/activities", headers=api).status_code == 401
+    assert "revoked" in client.get("/settings/tokens").get_data(as_text=True)
+
+
+def test_an_admin_cannot_revoke_another_tenants_token(client, make_user, make_token, app):
+    from activityweb import auth
+
+    make_token("globex", "read")
+    make_user("admin@example.com", "acme", "admin")
+    sign_in(client, "admin@example.com")
+    with app.app_context():
+        other = auth.list_tokens()[0]
+    token = csrf_from(client.get("/").get_data(as_text=True))
+    assert client.post(f"/settings/tokens/{other.id}/revoke", data={"csrf_token": token}).status_code == 404
+
+
+def test_switching_tenant_only_to_a_membership(client, make_user):
+    make_user("both@example.com", "acme", "viewer")
+    make_user("both@example.com", "globex", "viewer")
+    make_user("x@example.com", "initech", "viewer")
+    sign_in(client, "both@example.com")
+    html = client.get("/").get_data(as_text=True)
+    assert "acme" in html and "globex" in html and "initech" not in html
+    token = csrf_from(html)
+    from activityweb.extensions import db  # noqa: F401
+    import re
+
+    ids = dict((slug, tid) for tid, slug in re.findall(r'<option value="(\d+)"[^>]*>([a-z-]+)</option>', html))
+    assert client.post("/tenant", data={"tenant_id": ids["globex"], "csrf_token": token}).status_code == 302
+    assert '<option value="%s" selected>globex' % ids["globex"] in client.get("/").get_data(as_text=True)
+    assert client.post("/tenant", data={"tenant_id": "9999", "csrf_token": token}).status_code == 403
+
+
+def test_users_cli(runner, app):
+    from activityweb import auth
+
+    runner.invoke(args=["tenants", "create", "acme"])
+    result = runner.invoke(args=["users", "create", "--email", "Cli@Example.com", "--tenant", "acme", "--role", "admin"],
+                           input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert "created cli@example.com as admin" in result.output
+    short = runner.invoke(args=["users", "create", "--email", "s@example.com", "--tenant", "acme"], input="short\n")
+    assert short.exit_code != 0 and "at least" in short.output
+    with app.app_context():
+        assert auth.check_password("cli@example.com", PASSWORD) is not None
+        user = auth.find_user("cli@example.com")
+        assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+
+
+def test_security_headers_everywhere(client, auth_headers):
+    for response in (client.get("/login"), client.get("/api/v1/activities", headers=auth_headers),
+                     client.get("/static/app.js"), client.get("/nope")):
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("storage", ["memory://", "redis://127.0.0.1:6379/15"])
+def test_api_rate_limit_answers_429_with_retry_after(backend, tmp_path, request, storage):
+    if storage.startswith("redis"):
+        import redis
+
+        try:
+            redis.Redis.from_url(storage).flushdb()
+        except redis.ConnectionError as exc:
+            from conftest import _unavailable
+
+            _unavailable("Redis", str(exc))
+    app = make_app(backend, tmp_path, request, RATELIMIT_API="3 per minute", RATELIMIT_STORAGE_URI=storage)
+    try:
+        from activityweb import auth
+
+        with app.app_context():
+            tenant = auth.get_or_create_tenant("acme")
+            _, one = auth.create_token(tenant, "a", ["read"])
+            _, two = auth.create_token(tenant, "b", ["read"])
+        client = app.test_client()
+        first = {"Authorization": f"Bearer {one}"}
+        assert [client.get("/api/v1/activities", headers=first).status_code for _ in range(3)] == [200] * 3
+        limited = client.get("/api/v1/activities", headers=first)
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) > 0
+        assert limited.get_json()["error"]["code"] == "rate_limited"
+        # Another token has its own allowance.
+        assert client.get("/api/v1/activities", headers={"Authorization": f"Bearer {two}"}).status_code == 200
+    finally:
+        teardown_app(app)
+
+
+def test_sign_in_is_rate_limited(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="3 per minute")
+    try:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        codes = [client.post("/login", data={"email": "a@b.c", "password": "x", "csrf_token": token}).status_code
+                 for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        assert "Retry-After" in client.post("/login", data={"email": "a@b.c", "password": "x",
+                                                            "csrf_token": token}).headers
+    finally:
+        teardown_app(app)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "SECRET_KEY"),
+    ({"SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_LOCAL_MODE"),
+])
+def test_production_refuses_unsafe_settings_in_one_line(env, message):
+    base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ACTIVITYWEB_LOCAL_MODE")}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env={**base, "ACTIVITYWEB_ENV": "production", **env},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "refusing to start" in lines[0]
+
+
+def test_production_starts_with_a_secret_key():
+    env = {**os.environ, "ACTIVITYWEB_ENV": "production", "SECRET_KEY": "k" * 40}
+    env.pop("ACTIVITYWEB_LOCAL_MODE", None)
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# -------------------------------------------------------------- live streams
+
+
+@pytest.fixture
+def server(app, serve):
+    return serve(app)
+
+
+def test_feed_socket_needs_a_session(server, app, make_user):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/feed/ws", origin=server.url, open_timeout=5)
+    assert refused.value.response.status_code == 401
+    make_user("ws@example.com")
+    session = requests.Session()
+    page = session.get(server.url + "/login").text
+    session.post(server.url + "/login", data={"email": "ws@example.com", "password": PASSWORD,
+                                              "csrf_token": csrf_from(page)})
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    with connect(f"{server.ws_url}/feed/ws", origin=server.url, additional_headers={"Cookie": cookie},
+                 open_timeout=5) as ws:
+        ws.send('{"since": null}')
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/feed/ws", origin="https://evil.example", additional_headers={"Cookie": cookie},
+                open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_streams_refuse_a_foreign_origin(server, auth_headers):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/ws", origin="https://evil.example", additional_headers=auth_headers, open_timeout=5)
+    assert refused.value.response.status_code == 403
+    response = requests.get(server.url + "/api/v1/activities/stream",
+                            headers={**auth_headers, "Origin": "https://evil.example"}, timeout=5)
+    assert response.status_code == 403
+
+
+def test_allowed_origins_widen_the_check(backend, tmp_path, request, serve):
+    app = make_app(backend, tmp_path, request, ALLOWED_ORIGINS=["https://dash.example"])
+    try:
+        from activityweb import auth
+
+        with app.app_context():
+            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "w", ["read"])
+        server = serve(app)
+        with connect(f"{server.ws_url}/ws", origin="https://dash.example",
+                     additional_headers={"Authorization": f"Bearer {secret}"}, open_timeout=5):
+            pass
+    finally:
+        teardown_app(app)
