@@ -132,3 +132,33 @@ def test_a_late_event_appears_live_and_load_more_does_not_repeat_it(page, server
     assert page.locator(f"#activity-{late['id']}").count() == 1
     ids = ids_on_page(page)
     assert len(ids) == 61 and len(set(ids)) == 61
+
+
+MARKUP = ['<script>alert("s")</script>', '"><img src=x onerror=alert("i")>', "javascript:alert('j')"]
+
+
+def test_markup_in_every_field_is_inert_in_page_partial_socket_and_detail(page, server):
+    """Every text field and `data` carry script, attribute-breaking and
+    javascript: payloads; wherever the event is rendered, none runs (the page
+    fixture fails the test on any dialog) and no link points at javascript:."""
+    evil = " ".join(MARKUP)
+    fields = dict(title=evil, summary=evil, actor_id=evil[:200], actor_name=evil[:200], entity_type="x" + evil[:99],
+                  entity_id=evil[:200], entity_name=evil, project=evil[:200], environment=evil[:100],
+                  request_id=evil[:200], conversation_id=evil[:200], session_id=evil[:200],
+                  correlation_id=evil[:200], tags=['"><img/src=x/onerror=alert("t")>', "javascript:alert('t')"],
+                  data={"html": evil, "nested": [{"url": "javascript:alert('d')"}]})
+    first = post(server, event(**fields))[0]
+    open_feed(page, server)  # the page
+    live = post(server, event(**fields))[0]  # the WebSocket frame
+    page.wait_for_selector(f"#activity-{live['id']}")
+    for item in (first, live):
+        assert page.text_content(f"#activity-{item['id']} .event-title") == evil
+    page.fill("input[name=q]", "alert")  # the htmx partial
+    page.wait_for_url(re.compile(r"q=alert"))
+    page.wait_for_selector(f"#activity-{first['id']}")
+    page.goto(f"{server.url}/activities/{live['id']}")  # the detail page
+    assert evil in page.text_content("h1") and "javascript:alert('d')" in page.text_content("pre.data")
+    for path in ("/", f"/activities/{live['id']}"):
+        page.goto(server.url + path)
+        assert page.locator('a[href^="javascript"], [onerror], script:not([src])').count() == 0
+    page.wait_for_timeout(300)

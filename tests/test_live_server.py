@@ -4,10 +4,7 @@ Flask's test client cannot open a WebSocket, so these run the app in a
 werkzeug thread and talk to it with independent clients (`websockets`,
 `requests`), on SQLite (in-process hub) and PostgreSQL (LISTEN/NOTIFY).
 """
-import contextlib
 import json
-import socket
-import threading
 import time
 
 import pytest
@@ -15,7 +12,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import event
+from conftest import SSEReader, event
 
 pytestmark = pytest.mark.server
 
@@ -201,57 +198,6 @@ def test_json_socket_is_tenant_scoped(server, token, local_app):
 
 
 # ------------------------------------------------------------------------ SSE
-
-
-class SSEReader:
-    """A minimal EventSource over a plain socket (HTTP/1.0, so no chunking),
-    which the test can hang up on at once."""
-
-    def __init__(self, server, token, query="", last_event_id=None):
-        host, port = server.url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        lines = [f"GET /api/v1/activities/stream{query} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream"]
-        lines += [f"{k}: {v}" for k, v in token.items()]
-        if last_event_id:
-            lines.append(f"Last-Event-ID: {last_event_id}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.file = self.sock.makefile("rb")
-        self.status = int(self.file.readline().split()[1])
-        self.headers = {}
-        while (line := self.file.readline().decode().strip()):
-            key, _, value = line.partition(":")
-            self.headers[key.strip().lower()] = value.strip()
-        self.events, self.comments = [], 0
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        current = {}
-        try:
-            for raw in self.file:
-                line = raw.decode().rstrip("\r\n")
-                if line == "":
-                    if "data" in current:
-                        self.events.append(current)
-                    current = {}
-                elif line.startswith(":"):
-                    self.comments += 1
-                else:
-                    key, _, value = line.partition(": ")
-                    current[key] = value
-        except OSError:
-            pass
-
-    def wait(self, count, seconds=5.0):
-        deadline = time.monotonic() + seconds
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.events
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 def test_sse_stream_filters_and_ids(server, token):

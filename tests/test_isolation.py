@@ -1,0 +1,142 @@
+"""Tenant isolation: each tenant's credentials, on every read path, see none
+of the other tenant's events, and the other's ids answer 404.
+
+Both tenants use the same source ids, conversation ids, tags and words, so a
+missing tenant condition anywhere would show.
+"""
+import json
+import re
+import time
+
+import pytest
+import requests
+from websockets.sync.client import connect
+
+from conftest import PASSWORD, SSEReader, csrf_from, event
+
+pytestmark = pytest.mark.server
+
+SHARED = dict(source_id="same-key", conversation_id="conv-1", session_id="conv-1", correlation_id="corr-1",
+              actor_id="u-1", entity_type="project", entity_id="p-1", project="billing", environment="production",
+              tags=["shared"], type="deploy.succeeded")
+
+
+@pytest.fixture
+def world(app, serve, make_token, make_user):
+    server = serve(app)
+    tenants = {}
+    for slug in ("acme", "globex"):
+        token = make_token(slug, "ingest,read")
+        email = make_user(f"reader@{slug}.example", slug, "viewer")
+        session = requests.Session()
+        login = session.get(server.url + "/login").text
+        assert session.post(server.url + "/login", data={"email": email, "password": PASSWORD,
+                                                         "csrf_token": csrf_from(login)}).status_code == 200
+        items = requests.post(server.url + "/api/v1/activities", headers=token, timeout=10, json=[
+            event(title=f"{slug} secret plan", summary=f"{slug} only", **SHARED),
+            *[event(title=f"{slug} filler {i}", tags=["shared"]) for i in range(60)],
+        ]).json()["items"]
+        tenants[slug] = {"token": token, "session": session, "ids": {i["id"] for i in items},
+                         "secret_id": items[0]["id"]}
+    return server, tenants
+
+
+def other(slug):
+    return "globex" if slug == "acme" else "acme"
+
+
+QUERIES = ["", "q=secret", "q=plan", "tag=shared", "conversation_id=conv-1", "session_id=conv-1",
+           "correlation_id=corr-1", "actor=u-1", "entity_type=project&entity_id=p-1", "project=billing",
+           "environment=production", "type=deploy.*", "source=api"]
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_api_list_and_get(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    for query in QUERIES:
+        url, seen = f"{server.url}/api/v1/activities?limit=200&{query}", set()
+        while url:
+            body = requests.get(url, headers=mine["token"], timeout=10).json()
+            seen |= {i["id"] for i in body["items"]}
+            assert all(i["tenant"] == slug for i in body["items"])
+            url = body["next_cursor"] and f"{server.url}/api/v1/activities?limit=50&{query}&cursor={body['next_cursor']}"
+        assert not seen & theirs["ids"], query
+        assert seen <= mine["ids"]
+    for their_id in list(theirs["ids"])[:5] + [theirs["secret_id"]]:
+        assert requests.get(f"{server.url}/api/v1/activities/{their_id}", headers=mine["token"], timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_dashboard_pages_partials_and_detail(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    browser = mine["session"]
+    for query in QUERIES:
+        for headers in ({}, {"HX-Request": "true"}):
+            html = browser.get(f"{server.url}/?{query}", headers=headers, timeout=10).text
+            ids = set(re.findall(r'data-id="([0-9a-f-]{36})"', html))
+            assert not ids & theirs["ids"], query
+            assert f"{other(slug)} secret" not in html
+    # A cursor made in the other tenant pages through nothing of theirs.
+    their_cursor = re.search(r'cursor=([^"&]+)', theirs["session"].get(server.url + "/", timeout=10).text).group(1)
+    html = browser.get(f"{server.url}/?cursor={their_cursor}", headers={"HX-Request": "true"}, timeout=10).text
+    assert not set(re.findall(r'data-id="([0-9a-f-]{36})"', html)) & theirs["ids"]
+    assert browser.get(f"{server.url}/activities/{theirs['secret_id']}", timeout=10).status_code == 404
+    assert browser.get(f"{server.url}/activities/{mine['secret_id']}", timeout=10).status_code == 200
+
+
+def _cookie(session):
+    return "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_feed_socket_replay_and_live(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    # Replay from the other tenant's newest id must bring only our events.
+    with connect(f"{server.ws_url}/feed/ws", origin=server.url, additional_headers={"Cookie": _cookie(mine["session"])},
+                 open_timeout=5) as ws:
+        ws.send(json.dumps({"since": max(theirs["ids"])}))
+        time.sleep(0.3)
+        requests.post(server.url + "/api/v1/activities", headers=theirs["token"], json=event(title="their live news"),
+                      timeout=10)
+        mine_live = requests.post(server.url + "/api/v1/activities", headers=mine["token"],
+                                  json=event(title="our live news"), timeout=10).json()
+        text = ""
+        deadline = time.monotonic() + 5
+        while mine_live["id"] not in text and time.monotonic() < deadline:
+            try:
+                text += ws.recv(timeout=1)
+            except TimeoutError:
+                pass
+    assert mine_live["id"] in text
+    assert "their live news" not in text and not set(re.findall(r"activity-([0-9a-f-]{36})", text)) & theirs["ids"]
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_json_socket_and_sse(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    with connect(f"{server.ws_url}/ws?since={max(theirs['ids'])}", additional_headers=mine["token"], open_timeout=5) as ws:
+        time.sleep(0.3)
+        requests.post(server.url + "/api/v1/activities", headers=theirs["token"], json=event(title="their ws news"),
+                      timeout=10)
+        frames = []
+        while True:
+            try:
+                frames.append(json.loads(ws.recv(timeout=1.0)))
+            except TimeoutError:
+                break
+    assert frames and all(f["activity"]["tenant"] == slug for f in frames)
+
+    reader = SSEReader(server, mine["token"], last_event_id=max(theirs["ids"]))
+    try:
+        time.sleep(0.5)
+        requests.post(server.url + "/api/v1/activities", headers=theirs["token"], json=event(title="their sse news"),
+                      timeout=10)
+        time.sleep(0.8)
+    finally:
+        reader.close()
+    received = [json.loads(e["data"]) for e in reader.events]
+    assert received and all(a["tenant"] == slug for a in received)
