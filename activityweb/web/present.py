@@ -27,14 +27,14 @@ FAMILIES = (
     ("project.", "project", "▣"),
     ("database.", "project", "◫"),
     ("endpoints.", "project", "⇄"),
-    ("github.", "git", "⑂"),
+    ("github.", "git", "◆"),
     ("lead.", "lead", "★"),
     ("deal.", "lead", "$"),
     ("contact.", "lead", "☺"),
     ("system.", "system", "⚙"),
 )
 SOURCE_FAMILIES = {
-    "claude_code": ("agent", "◈"), "github": ("git", "⑂"), "hubspot": ("lead", "★"),
+    "claude_code": ("agent", "◈"), "github": ("git", "◆"), "hubspot": ("lead", "★"),
     "salesforce": ("lead", "★"), "system": ("system", "⚙"),
 }
 DEFAULT_FAMILY = ("event", "●")
