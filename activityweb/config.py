@@ -72,6 +72,8 @@ def from_env() -> dict:
         "LIVE_WINDOW": env_int("ACTIVITYWEB_LIVE_WINDOW_MS", 50) / 1000,
         # Events queued for one live client before it counts as fallen behind.
         "LIVE_MAX_PENDING": env_int("ACTIVITYWEB_LIVE_MAX_PENDING", 2000),
+        # How long such a client may then take to drain a blocked write before it is cut off.
+        "LIVE_STUCK_SECONDS": 10.0,
         "ALLOWED_ORIGINS": [
             o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
         ],

@@ -5,6 +5,7 @@ werkzeug thread and talk to it with independent clients (`websockets`,
 `requests`), on SQLite (in-process hub) and PostgreSQL (LISTEN/NOTIFY).
 """
 import json
+import threading
 import time
 
 import pytest
@@ -239,3 +240,59 @@ def test_sse_refuses_bad_resume_point_and_tokens(server, token):
     assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "Last-Event-ID"
     response = requests.get(f"{server.url}/api/v1/activities/stream", headers={"Authorization": "Bearer nope"}, timeout=5)
     assert response.status_code == 401
+
+
+def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path, request, serve):
+    """One socket never reads, so its TCP window fills and its sender blocks;
+    another keeps getting every event promptly, and the stuck one is cut off
+    after its grace. (The JSON /ws carries whole events, data included, so a
+    few megabytes fill the buffers quickly.)"""
+    import base64
+    import os
+    import socket as sockets
+
+    from activityweb import auth
+    from conftest import make_app, teardown_app
+
+    app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=40, LIVE_STUCK_SECONDS=1.0)
+    try:
+        with app.app_context():
+            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "t", ["ingest", "read"])
+        token = {"Authorization": f"Bearer {secret}"}
+        server = serve(app)
+        host, port = server.url.removeprefix("http://").split(":")
+        stuck = sockets.socket()
+        stuck.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)  # before connect: a small window
+        stuck.connect((host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        stuck.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {secret}\r\n"
+                       "\r\n").encode())
+        assert b" 101 " in stuck.recv(4096).split(b"\r\n")[0]
+        with json_socket(server, token) as reader:
+            titles = set()
+
+            def read():
+                while len(titles) < 200:
+                    titles.add(json.loads(reader.recv(timeout=15))["activity"]["title"])
+
+            reading = threading.Thread(target=read, daemon=True)
+            reading.start()
+            time.sleep(0.3)
+            big = "x" * 50_000
+            started = time.monotonic()
+            for n in range(20):  # about 10 MB: more than the kernel buffers between us
+                post(server, *[event(title=f"heavy {n}.{i}", data={"blob": big}) for i in range(10)], headers=token)
+            reading.join(timeout=15)
+            assert len(titles) == 200 and time.monotonic() - started < 12
+        # The stuck socket was cut: reading now drains what the kernel held,
+        # then finds the end of the stream.
+        stuck.settimeout(5)
+        try:
+            while stuck.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+        stuck.close()
+    finally:
+        teardown_app(app)

@@ -34,8 +34,6 @@ HELLO_TIMEOUT = 5.0
 REPLAY_LIMIT = 500
 # A waiting handler is woken when its client goes; this is only a backstop.
 IDLE_CHECK_SECONDS = 30.0
-# How long a client whose queue overflowed may take to drain a blocked write.
-SEND_TIMEOUT_SECONDS = 10.0
 CLOSE_TRY_AGAIN = 1013
 CLOSE_SERVICE_RESTART = 1012
 
@@ -95,17 +93,18 @@ def frames(messages: str | list[str]) -> bytes:
     return b"".join(_framer.send_data(m, fin=True) for m in ([messages] if isinstance(messages, str) else messages))
 
 
-def _drop_if_stuck(ws):
+def _drop_if_stuck(ws, grace: float):
     """A client that stopped reading can hold its sender in a blocked write
-    for ever; once its queue has overflowed, give it SEND_TIMEOUT_SECONDS to
-    drain, then cut the connection (the browser reconnects and replays)."""
+    for ever; once its queue has overflowed, give it `grace` seconds
+    (LIVE_STUCK_SECONDS) to drain, then cut the connection (the browser
+    reconnects and replays)."""
 
     def cut():
         if ws.connected:
             with contextlib.suppress(OSError):
                 ws.sock.shutdown(socket.SHUT_RDWR)
 
-    timer = threading.Timer(SEND_TIMEOUT_SECONDS, cut)
+    timer = threading.Timer(grace, cut)
     timer.daemon = True
     timer.start()
 
@@ -167,7 +166,8 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
     """
     missed, truncated = follower.missed(limit=replay_limit)
     db.session.remove()  # a long wait follows: give the connection back
-    follower.subscription.on_overflow = lambda: _drop_if_stuck(ws)
+    grace = current_app.config["LIVE_STUCK_SECONDS"]
+    follower.subscription.on_overflow = lambda: _drop_if_stuck(ws, grace)
     stopping = current_app.extensions["activityweb.stopping"]
     # Wake the wait below the moment the client goes, so the connection is
     # released now rather than at the next idle check.
