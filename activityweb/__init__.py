@@ -80,6 +80,7 @@ def create_app(config: dict | None = None):
     from .health import bp as health_bp
     from .web import bp as web_bp
     from .web import present
+    from .web.insight_sockets import bp as insight_socket_bp
     from .web.sockets import bp as feed_socket_bp
 
     from . import security
@@ -90,6 +91,7 @@ def create_app(config: dict | None = None):
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
     app.register_blueprint(feed_socket_bp)
+    app.register_blueprint(insight_socket_bp)
     app.register_blueprint(account_bp)
     present.register(app)
     security.init_app(app, api_bp, [activity_socket_bp, feed_socket_bp])

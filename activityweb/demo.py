@@ -76,6 +76,62 @@ def claude_session(rng: random.Random, start: datetime) -> list[dict]:
         events.append(_event(source="claude_code", session_id=session, conversation_id=session, sequence=seq,
                              project=project, occurred_at=t, **fields))
 
+    def tool_call(tool: str, actor: tuple[str, str] = ("claude", "Claude")):
+        """A tool call and its result; a Task call runs a subagent, which makes calls of its own."""
+        nonlocal t
+        if tool == "Bash":
+            arg = rng.choice(COMMANDS)
+            title = f"Bash: {arg}"
+            tool_input = {"command": arg}
+        elif tool == "Grep":
+            arg = rng.choice(["TODO", "def handle_", "SELECT", "session.commit"])
+            title = f"Grep: {arg}"
+            tool_input = {"pattern": arg}
+        elif tool == "Task":
+            arg = "Explore the test suite"
+            title = f"Task: {arg}"
+            tool_input = {"description": arg, "subagent_type": "Explore"}
+        else:
+            arg = rng.choice(FILES)
+            title = f"{tool} {arg}"
+            tool_input = {"file_path": arg}
+        tool_use = f"toolu_{rng.getrandbits(64):016x}"
+        t += timedelta(seconds=rng.randint(1, 20))
+        started = t
+        add(type="claude.tool.started", title=title, actor_id=actor[0], actor_name=actor[1],
+            entity_type="tool", entity_id=tool, entity_name=tool, status="started", correlation_id=tool_use,
+            data={"hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input,
+                  "tool_use_id": tool_use})
+        if tool == "Task":
+            subagent()
+        t += timedelta(milliseconds=int(rng.lognormvariate(6.5, 1.2)) if tool == "Bash" else rng.randint(5, 120))
+        duration = (t - started) // timedelta(milliseconds=1)
+        failed = tool == "Bash" and rng.random() < 0.12
+        add(type="claude.tool.failed" if failed else "claude.tool.completed", title=title,
+            actor_id=actor[0], actor_name=actor[1], entity_type="tool", entity_id=tool, entity_name=tool,
+            status="failed" if failed else "success", duration_ms=duration, correlation_id=tool_use,
+            priority="high" if failed else "normal",
+            data={"hook_event_name": "PostToolUseFailure" if failed else "PostToolUse", "tool_name": tool,
+                  "tool_use_id": tool_use, "tool_response": {"exit_code": 1 if failed else 0}})
+
+    def subagent():
+        """Claude Code names the subagent as the actor of the hooks that fire inside it."""
+        nonlocal t
+        agent = f"agent-{rng.getrandbits(32):08x}"
+        t += timedelta(milliseconds=rng.randint(50, 400))
+        common = dict(actor_id="claude", actor_name="Claude", entity_type="subagent", entity_id=agent,
+                      entity_name="Explore", correlation_id=agent)
+        add(type="claude.subagent.started", title="Subagent started: Explore", status="started",
+            data={"hook_event_name": "SubagentStart", "agent_id": agent, "agent_type": "Explore"}, **common)
+        began = t
+        for _ in range(rng.randint(1, 3)):
+            tool_call(rng.choice(["Read", "Grep"]), actor=(agent, "Explore"))
+        t += timedelta(seconds=rng.randint(1, 10))
+        add(type="claude.subagent.stopped", title="Subagent finished: Explore", status="success",
+            duration_ms=(t - began) // timedelta(milliseconds=1), summary="Found the tests that cover this.",
+            data={"hook_event_name": "SubagentStop", "agent_id": agent, "agent_type": "Explore",
+                  "last_assistant_message": "Found the tests that cover this."}, **common)
+
     add(type="claude.session.started", title=f"Session started in {project}", actor_id=actor_id,
         actor_name=actor_name, entity_type="session", entity_id=session, entity_name=project,
         data={"hook_event_name": "SessionStart", "source": "startup", "cwd": f"/home/dev/{project}"})
@@ -85,42 +141,12 @@ def claude_session(rng: random.Random, start: datetime) -> list[dict]:
         add(type="claude.prompt.submitted", title=f"Prompt: {prompt}", summary=prompt, actor_id=actor_id,
             actor_name=actor_name, entity_type="prompt", data={"hook_event_name": "UserPromptSubmit", "prompt": prompt})
         for _ in range(rng.randint(2, 7)):
-            tool = rng.choices(["Bash", "Edit", "Read", "Grep", "Write", "Task"], [5, 4, 4, 2, 1, 1])[0]
-            if tool == "Bash":
-                arg = rng.choice(COMMANDS)
-                title = f"Bash: {arg}"
-                tool_input = {"command": arg}
-            elif tool == "Grep":
-                arg = rng.choice(["TODO", "def handle_", "SELECT", "session.commit"])
-                title = f"Grep: {arg}"
-                tool_input = {"pattern": arg}
-            elif tool == "Task":
-                arg = "Explore the test suite"
-                title = f"Task: {arg}"
-                tool_input = {"description": arg, "subagent_type": "general-purpose"}
-            else:
-                arg = rng.choice(FILES)
-                title = f"{tool} {arg}"
-                tool_input = {"file_path": arg}
-            tool_use = f"toolu_{rng.getrandbits(64):016x}"
-            t += timedelta(seconds=rng.randint(1, 20))
-            add(type="claude.tool.started", title=title, actor_id="claude", actor_name="Claude",
-                entity_type="tool", entity_id=tool, entity_name=tool, status="started", correlation_id=tool_use,
-                data={"hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input,
-                      "tool_use_id": tool_use})
-            duration = int(rng.lognormvariate(6.5, 1.2)) if tool in ("Bash", "Task") else rng.randint(5, 120)
-            failed = tool == "Bash" and rng.random() < 0.12
-            t += timedelta(milliseconds=duration)
-            add(type="claude.tool.failed" if failed else "claude.tool.completed", title=title,
-                actor_id="claude", actor_name="Claude", entity_type="tool", entity_id=tool, entity_name=tool,
-                status="failed" if failed else "success", duration_ms=duration, correlation_id=tool_use,
-                priority="high" if failed else "normal",
-                data={"hook_event_name": "PostToolUseFailure" if failed else "PostToolUse", "tool_name": tool,
-                      "tool_use_id": tool_use, "tool_response": {"exit_code": 1 if failed else 0}})
+            tool_call(rng.choices(["Bash", "Edit", "Read", "Grep", "Write", "Task"], [5, 4, 4, 2, 1, 1])[0])
         t += timedelta(seconds=rng.randint(2, 30))
+        reply = "Done. The change and its tests are in place."
         add(type="claude.stop", title="Claude finished responding", actor_id="claude", actor_name="Claude",
-            entity_type="session", entity_id=session, status="success",
-            data={"hook_event_name": "Stop", "last_assistant_message": "Done. The change and its tests are in place."})
+            entity_type="session", entity_id=session, status="success", summary=reply,
+            data={"hook_event_name": "Stop", "last_assistant_message": reply})
     t += timedelta(seconds=rng.randint(10, 300))
     add(type="claude.session.ended", title="Session ended", actor_id=actor_id, actor_name=actor_name,
         entity_type="session", entity_id=session, data={"hook_event_name": "SessionEnd", "reason": "exit"})

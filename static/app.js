@@ -3,12 +3,13 @@
 (function () {
   "use strict";
 
-  // --- Live feed socket -----------------------------------------------------
-  // The socket holder (#feed-live) carries the newest event id this page has
-  // in data-since; on every (re)connect we tell the server, which replays what
-  // we missed before going live.
+  // --- Live sockets -----------------------------------------------------------
+  // A socket holder (the element with ws-connect: #feed-live, #timeline-live,
+  // #unread-live) carries the newest event id this page has in data-since; on
+  // every (re)connect we tell the server, which replays what we missed before
+  // going live.
   function liveHolder(elt) {
-    return elt && elt.closest ? elt.closest("#feed-live") : null;
+    return elt && elt.closest ? elt.closest("[ws-connect]") : null;
   }
 
   function setLiveState(holder, state, label) {

@@ -116,6 +116,7 @@ def components() -> dict:
                 },
             },
             "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+            **insight_schemas(),
         },
     }
 
@@ -170,6 +171,7 @@ def paths() -> dict:
         },
         **integration_paths(),
         **stream_paths(),
+        **insight_paths(),
     }
 
 
@@ -306,6 +308,91 @@ def _webhook(summary: str, operation_id: str, description: str, headers: list, b
                 **_errors(400, 413, 422),
             },
         }
+    }
+
+
+def insight_schemas() -> dict:
+    """Answers of the endpoints that make sense of the feed: conversations, ..."""
+    time = {"type": "string", "format": "date-time"}
+    nullable_text = {"type": ["string", "null"]}
+    summary = {
+        "type": "object",
+        "required": ["id", "first_prompt", "event_count", "started_at", "last_at", "span_ms", "failures", "project"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "first_prompt": {**nullable_text, "description": "The first event whose entity_type is `prompt`."},
+            "event_count": {"type": "integer"},
+            "started_at": time,
+            "last_at": time,
+            "span_ms": {"type": "integer", "description": "From the first event to the last."},
+            "failures": {"type": "integer", "description": "Events with status `failed`."},
+            "project": nullable_text,
+        },
+    }
+    return {
+        "ConversationSummary": summary,
+        "ConversationList": {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")}},
+        },
+        "ConversationStep": {
+            "type": "object",
+            "required": ["kind", "status", "failed", "running", "duration_ms", "event", "result", "steps"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"type": "string", "enum": ["prompt", "tool", "subagent", "reply", "session", "event"]},
+                "status": nullable_text,
+                "failed": {"type": "boolean"},
+                "running": {"type": "boolean", "description": "Started, and no result yet."},
+                "duration_ms": {"type": ["integer", "null"],
+                                "description": "The result's duration, else the time from the event to its result."},
+                "event": _ref("Activity"),
+                "result": {"oneOf": [_ref("Activity"), {"type": "null"}],
+                           "description": "The event that finished this one (same correlation_id)."},
+                "steps": {"type": "array", "items": _ref("ConversationStep"),
+                          "description": "Nested: what a subagent did, a subagent under the call that spawned it."},
+            },
+        },
+        "Conversation": {
+            **summary,
+            "required": summary["required"] + ["truncated", "steps"],
+            "properties": {
+                **summary["properties"],
+                "truncated": {"type": "boolean", "description": "Only the first 5,000 events are shown."},
+                "steps": {"type": "array", "items": _ref("ConversationStep")},
+            },
+        },
+    }
+
+
+def insight_paths() -> dict:
+    """Endpoints that make sense of the feed: conversation timelines, ..."""
+    return {
+        "/api/v1/conversations": {
+            "get": {
+                "summary": "Recently active conversations and sessions, newest first",
+                "description": "Conversations among the events the filters match (a Claude Code session is one), "
+                "each with its first prompt, event count, span and failures over all of its events.",
+                "operationId": "listConversations",
+                "parameters": filter_parameters() + [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                                "default": 20}}],
+                "responses": {"200": _json(_ref("ConversationList"), "Conversations"), **_errors(400, 401, 403, 429)},
+            }
+        },
+        "/api/v1/conversations/{conversation_id}": {
+            "get": {
+                "summary": "One conversation as a timeline",
+                "description": "Its events in `sequence` order (then time) as steps: a started event paired with "
+                "the event that finished it (same `correlation_id`) and the duration between, subagents nested "
+                "under the tool call that spawned them.",
+                "operationId": "getConversation",
+                "parameters": [{"name": "conversation_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref("Conversation"), "The timeline"), **_errors(401, 403, 404, 429)},
+            }
+        },
     }
 
 

@@ -92,8 +92,8 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-def feed_url(flt: ActivityFilter | None = None, **changes) -> str:
-    """The feed URL for a filter, with some keys replaced (None removes one)."""
+def filter_args(flt: ActivityFilter | None = None, **changes) -> dict[str, list[str]]:
+    """A filter as `url_for` arguments, with some keys replaced (None removes one)."""
     args: dict[str, list[str]] = {}
     for key, value in (flt or ActivityFilter()).to_args():
         args.setdefault(key, []).append(value)
@@ -102,21 +102,33 @@ def feed_url(flt: ActivityFilter | None = None, **changes) -> str:
             args.pop(key, None)
         else:
             args[key] = [value]
-    return url_for("web.feed", **args)
+    return args
 
 
-def feed_socket_url(flt: ActivityFilter) -> str:
-    """The feed socket's path and query for a filter.
+def filter_url(endpoint: str, flt: ActivityFilter | None = None, **changes) -> str:
+    """The URL of a page that takes the feed's filter (the feed, stats, export)."""
+    return url_for(endpoint, **filter_args(flt, **changes))
+
+
+def feed_url(flt: ActivityFilter | None = None, **changes) -> str:
+    """The feed URL for a filter, with some keys replaced (None removes one)."""
+    return filter_url("web.feed", flt, **changes)
+
+
+def socket_path(endpoint: str, **values) -> str:
+    """A socket's path and query.
 
     Relative on purpose: werkzeug builds WebSocket rules as absolute ws://
     URLs from the request's host, which is wrong behind a TLS proxy; the ws
     extension completes a path with the page's own host and ws/wss scheme.
     """
-    args: dict[str, list[str]] = {}
-    for key, value in flt.to_args():
-        args.setdefault(key, []).append(value)
-    parts = urlsplit(url_for("feed_socket.feed_socket", **args))
+    parts = urlsplit(url_for(endpoint, **values))
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def feed_socket_url(flt: ActivityFilter) -> str:
+    """The feed socket's path and query for a filter."""
+    return socket_path("feed_socket.feed_socket", **filter_args(flt))
 
 
 def time_tag(moment: datetime) -> Markup:
@@ -137,4 +149,5 @@ def register(app) -> None:
         pretty_json=pretty_json, iso=iso, time_tag=time_tag,
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
-                                  feed_socket_url=feed_socket_url, tenant_choices=tenant_choices)
+                                  filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
+                                  tenant_choices=tenant_choices)

@@ -1,0 +1,41 @@
+"""Conversations and sessions: the recently active ones, and one as a timeline."""
+from flask import g, jsonify, request
+
+from .. import store
+from ..auth import require
+from ..schemas import ApiError, activity_json, iso, parse_filter, parse_limit
+from ..timeline import ConversationSummary, Step, build
+from . import bp
+
+
+@bp.get("/conversations")
+@require("read")
+def list_conversations():
+    flt = parse_filter(request.args)
+    found = store.recent_conversations(g.principal.tenant_id, flt, limit=parse_limit(request.args, 20, 100))
+    return jsonify({"items": [summary_json(s) for s in found]})
+
+
+@bp.get("/conversations/<conversation_id>")
+@require("read")
+def get_conversation(conversation_id: str):
+    events, truncated = store.conversation(g.principal.tenant_id, conversation_id)
+    if not events:
+        raise ApiError(404, "not_found", f"No conversation {conversation_id!r} in this tenant.")
+    slug = g.principal.tenant_slug
+    return jsonify({**summary_json(ConversationSummary.of(conversation_id, events)),
+                    "truncated": truncated,
+                    "steps": [step_json(s, slug) for s in build(events)]})
+
+
+def summary_json(summary: ConversationSummary) -> dict:
+    return {"id": summary.id, "first_prompt": summary.first_prompt, "event_count": summary.event_count,
+            "started_at": iso(summary.started_at), "last_at": iso(summary.last_at), "span_ms": summary.span_ms,
+            "failures": summary.failures, "project": summary.project}
+
+
+def step_json(step: Step, slug: str) -> dict:
+    return {"kind": step.kind, "status": step.status, "failed": step.failed, "running": step.running,
+            "duration_ms": step.duration_ms, "event": activity_json(step.event, slug),
+            "result": activity_json(step.result, slug) if step.result else None,
+            "steps": [step_json(s, slug) for s in step.steps]}
