@@ -217,6 +217,39 @@ ACTIVITY_FIELDS = (
 )
 
 
+class ReadCursor(db.Model):
+    """How far a reader has read a tenant's feed: every event received up to
+    `read_up_to` (an activity id; UUIDv7 ids sort in receive order) is read.
+
+    Read state is the reader's, not the event's: activities stay immutable.
+    A reader is `user:<id>` (the dashboard), `token:<id>` (an API caller) or
+    `local` (local mode's one reader); see `store.reader_of`.
+    """
+
+    __tablename__ = "read_cursors"
+
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    reader: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    read_up_to: Mapped[str] = mapped_column(IdType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReadMark(db.Model):
+    """One event a reader has read beyond their `ReadCursor`. Marks at or
+    below the cursor say nothing more and are dropped when it moves."""
+
+    __tablename__ = "read_marks"
+
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    reader: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    activity_id: Mapped[str] = mapped_column(
+        IdType, sa.ForeignKey("activities.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    # Deleting an activity (retention) finds its marks through this.
+    __table_args__ = (sa.Index("ix_read_marks_activity", "activity_id"),)
+
+
 class IntegrationSecret(db.Model):
     """The secret a tenant shares with one signed producer (GitHub, HubSpot, ...).
 

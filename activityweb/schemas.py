@@ -297,6 +297,8 @@ class ActivityFilter:
     since: datetime | None = None
     until: datetime | None = None
     q: str = ""
+    # Read (True) or unread (False) by whoever asks; see `store.Reader`.
+    read: bool | None = None
 
     def is_empty(self) -> bool:
         return self == ActivityFilter()
@@ -310,6 +312,8 @@ class ActivityFilter:
                 args.extend((f.name, v) for v in value)
             elif isinstance(value, datetime):
                 args.append((f.name, value.isoformat().replace("+00:00", "Z")))
+            elif isinstance(value, bool):
+                args.append((f.name, "true" if value else "false"))
             elif value:
                 args.append((f.name, value))
         return args
@@ -322,6 +326,8 @@ class ActivityFilter:
         """Whether an event (model or mapping) passes; the live path uses this
         instead of a query per event. It must agree with `store.apply_filter`."""
         get = a.get if isinstance(a, dict) else (lambda k: getattr(a, k))
+        if self.read:
+            return False  # an event that has just arrived is unread, whoever reads
         if self.type and not any(
             get("type").startswith(t[:-1]) if t.endswith(".*") else get("type") == t for t in self.type
         ):
@@ -396,6 +402,11 @@ def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset
         elif key in ("since", "until"):
             if raw:
                 values[key] = parse_time(key, raw[0])
+        elif key == "read":
+            if raw and raw[0] not in ("true", "false"):
+                raise bad_request("read", "is true (read by you) or false (unread)")
+            if raw:
+                values["read"] = raw[0] == "true"
         elif key == "q":
             q = " ".join(raw)
             if len(q) > 200:
@@ -421,6 +432,14 @@ def parse_limit(args, default: int = 50, maximum: int = 200) -> int:
 def parse_cursor(args) -> tuple[datetime, str] | None:
     raw = args.get("cursor", "").strip()
     return decode_cursor(raw) if raw else None
+
+
+def parse_up_to(args) -> str | None:
+    """`up_to`: the newest event id a reader has seen (marking read stops there)."""
+    value = args.get("up_to", "").strip()
+    if value and not is_uuid(value):
+        raise bad_request("up_to", "is not an event id")
+    return value or None
 
 
 # ----------------------------------------------------------------- responses

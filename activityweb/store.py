@@ -14,7 +14,7 @@ import json
 import queue
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -23,11 +23,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import live
 from .extensions import db
 from .ids import is_uuid, uuid7, uuid7_floor, uuid7_time
-from .models import ACTIVITY_FIELDS, Activity, utcnow
+from .models import ACTIVITY_FIELDS, Activity, ReadCursor, ReadMark, utcnow
 from .schemas import ActivityFilter, encode_cursor
 from .timeline import ConversationSummary
 
 activities = Activity.__table__
+read_cursors = ReadCursor.__table__
+read_marks = ReadMark.__table__
 _FEED_ORDER = (activities.c.occurred_at.desc(), activities.c.id.desc())
 
 
@@ -399,14 +401,56 @@ def _public(row) -> dict:
 # ------------------------------------------------------------------- reads
 
 
+class Reader:
+    """Whose read state a request sees, in one tenant (see `reader_of`)."""
+
+    def __init__(self, tenant_id: int, key: str):
+        self.tenant_id = tenant_id
+        self.key = key
+
+    @functools.cached_property
+    def read_up_to(self) -> str | None:
+        """Every event received up to this id is read (ids are UUIDv7, made
+        on receipt, so id order is receive order); None: nothing is."""
+        return db.session.execute(
+            sa.select(read_cursors.c.read_up_to)
+            .where(read_cursors.c.tenant_id == self.tenant_id, read_cursors.c.reader == self.key)
+        ).scalar_one_or_none()
+
+    def cursor_moved(self) -> None:
+        """Read the cursor again when next needed."""
+        self.__dict__.pop("read_up_to", None)
+
+
+def reader_of(principal) -> Reader:
+    """A signed-in user reads as themselves, an API token as itself; local
+    mode has one reader, shared by the dashboard and token-less API calls."""
+    if principal.user_id is not None:
+        key = f"user:{principal.user_id}"
+    elif principal.token_id is not None:
+        key = f"token:{principal.token_id}"
+    elif principal.local:
+        key = "local"
+    else:
+        raise ValueError("this principal has no read state")
+    return Reader(principal.tenant_id, key)
+
+
 @dataclass
 class Page:
     items: list[dict]
     next_cursor: str | None
+    reader: Reader | None = None
+
+    @functools.cached_property
+    def unread(self) -> set[str]:
+        """Ids of the items the page's reader has not read (looked up when first asked)."""
+        return unread_among(self.reader, [a["id"] for a in self.items]) if self.reader else set()
 
 
-def apply_filter(query, flt: ActivityFilter):
-    """Narrow a select over `activities` by a filter. Must agree with `ActivityFilter.matches`."""
+def apply_filter(query, flt: ActivityFilter, reader: Reader | None = None):
+    """Narrow a select over `activities` by a filter. Must agree with
+    `ActivityFilter.matches`. `read` needs the reader it is relative to."""
     c = activities.c
     if flt.type:
         exact = [t for t in flt.type if not t.endswith(".*")]
@@ -435,6 +479,10 @@ def apply_filter(query, flt: ActivityFilter):
         query = query.where(c.occurred_at < flt.until)
     if flt.q:
         query = query.where(_full_text(flt.terms))
+    if flt.read is not None:
+        if reader is None:
+            raise ValueError("filtering on read state needs a reader")
+        query = query.where(sa.not_(_unread(reader)) if flt.read else _unread(reader))
     return query
 
 
@@ -470,9 +518,11 @@ def list_activities(
     *,
     limit: int = 50,
     after: tuple[datetime, str] | None = None,
+    reader: Reader | None = None,
 ) -> Page:
-    """One keyset page in feed order, starting after the (occurred_at, id) `after`."""
-    query = apply_filter(sa.select(activities).where(activities.c.tenant_id == tenant_id), flt)
+    """One keyset page in feed order, starting after the (occurred_at, id)
+    `after`; with a reader, the page knows which of its items they have not read."""
+    query = apply_filter(sa.select(activities).where(activities.c.tenant_id == tenant_id), flt, reader)
     if after:
         moment, last_id = after
         c = activities.c
@@ -488,7 +538,7 @@ def list_activities(
     if len(rows) > limit:
         last = items[-1]
         next_cursor = encode_cursor(last["occurred_at"], last["id"])
-    return Page(items, next_cursor)
+    return Page(items, next_cursor, reader)
 
 
 def get_activity(tenant_id: int, activity_id: str) -> dict | None:
@@ -522,11 +572,13 @@ def missed_since(tenant_id: int, flt: ActivityFilter, since_id: str, limit: int 
     receive order, matching `flt`; and whether `limit` cut the list short.
 
     Used by live streams, which then wait for a long time: the database
-    session is handed back before returning.
+    session is handed back before returning. Missed events are new, so
+    unread by everyone: a `read` filter passes all of them or none.
     """
     since = uuid7_time(since_id)
-    if since is None:
+    if since is None or flt.read:
         return [], False
+    flt = replace(flt, read=None)
     floor = uuid7_floor(since - REPLAY_OVERLAP)
     base = apply_filter(
         sa.select(activities).where(activities.c.tenant_id == tenant_id, activities.c.id > floor), flt
@@ -612,3 +664,102 @@ def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -
         for row in totals
     }
     return [by_id[i] for i in ids if i in by_id]
+
+
+# -------------------------------------------------------------- read state
+#
+# An event is unread by a reader when it was received after their cursor
+# (`Reader.read_up_to`) and they have not marked it. Marking everything moves
+# the cursor; marking what a filter shows marks each of those events.
+
+# The unread count stops here: "999+" needs no exact count of a big backlog.
+UNREAD_COUNT_CAP = 999
+
+
+def _unread(reader: Reader):
+    """Unread by `reader`: after their cursor and not marked read."""
+    c = activities.c
+    marked = sa.exists().where(read_marks.c.tenant_id == reader.tenant_id, read_marks.c.reader == reader.key,
+                               read_marks.c.activity_id == c.id)
+    if reader.read_up_to is None:
+        return ~marked
+    return sa.and_(c.id > reader.read_up_to, ~marked)
+
+
+def unread_among(reader: Reader, ids: list[str]) -> set[str]:
+    """Which of these events (of the reader's tenant) the reader has not read."""
+    # UUIDv7 text sorts as the database sorts the ids.
+    after_cursor = [i for i in ids if reader.read_up_to is None or i > reader.read_up_to]
+    if not after_cursor:
+        return set()
+    marked = db.session.execute(
+        sa.select(read_marks.c.activity_id).where(
+            read_marks.c.tenant_id == reader.tenant_id, read_marks.c.reader == reader.key,
+            read_marks.c.activity_id.in_(after_cursor))
+    ).scalars()
+    return set(after_cursor) - set(marked)
+
+
+def unread_count(reader: Reader) -> int:
+    """How many events the reader has not read, up to UNREAD_COUNT_CAP + 1."""
+    unread = sa.select(activities.c.id).where(activities.c.tenant_id == reader.tenant_id, _unread(reader))
+    return db.session.execute(
+        sa.select(sa.func.count()).select_from(unread.limit(UNREAD_COUNT_CAP + 1).subquery())
+    ).scalar_one()
+
+
+def _upsert(table):
+    return (postgresql.insert if _dialect() == "postgresql" else sqlite.insert)(table)
+
+
+def mark_read(reader: Reader, activity_id: str) -> dict | None:
+    """Mark one event read; returns it, or None if the tenant has no such event."""
+    activity = get_activity(reader.tenant_id, activity_id)
+    if activity is not None and (reader.read_up_to is None or activity_id > reader.read_up_to):
+        db.session.execute(_upsert(read_marks).values(
+            tenant_id=reader.tenant_id, reader=reader.key, activity_id=activity_id).on_conflict_do_nothing())
+        db.session.commit()
+    return activity
+
+
+def mark_all_read(reader: Reader, flt: ActivityFilter, up_to: str | None = None) -> None:
+    """Mark read every event `flt` matches that was received up to the event
+    `up_to` (default: the newest now), so what arrives meanwhile stays unread.
+
+    With no filter that is the cursor moving; otherwise each matching unread
+    event is marked, in one INSERT ... SELECT.
+    """
+    c = activities.c
+    up_to = up_to or db.session.execute(  # the newest received (PostgreSQL has no max(uuid))
+        sa.select(c.id).where(c.tenant_id == reader.tenant_id).order_by(c.id.desc()).limit(1)).scalar()
+    if up_to is None:
+        return
+    flt = replace(flt, read=None)  # a read event is already marked; an unread one is what we mark
+    if flt.is_empty():
+        _move_cursor(reader, up_to)
+    else:
+        unread = apply_filter(
+            sa.select(sa.literal(reader.tenant_id), sa.literal(reader.key), c.id)
+            .where(c.tenant_id == reader.tenant_id, c.id <= up_to, _unread(reader)),
+            flt,
+        )
+        db.session.execute(_upsert(read_marks).from_select(["tenant_id", "reader", "activity_id"], unread)
+                           .on_conflict_do_nothing())
+    db.session.commit()
+
+
+def _move_cursor(reader: Reader, up_to: str) -> None:
+    """Move the reader's cursor forward to `up_to` (never back) and drop the marks it now covers."""
+    insert = _upsert(read_cursors).values(tenant_id=reader.tenant_id, reader=reader.key, read_up_to=up_to,
+                                          updated_at=utcnow())
+    current = read_cursors.c.read_up_to
+    db.session.execute(insert.on_conflict_do_update(
+        index_elements=["tenant_id", "reader"],
+        set_={"read_up_to": sa.case((current < insert.excluded.read_up_to, insert.excluded.read_up_to),
+                                    else_=current),
+              "updated_at": insert.excluded.updated_at},
+    ))
+    db.session.execute(sa.delete(read_marks).where(
+        read_marks.c.tenant_id == reader.tenant_id, read_marks.c.reader == reader.key,
+        read_marks.c.activity_id <= up_to))
+    reader.cursor_moved()

@@ -48,7 +48,10 @@
       if (holder && (!holder.dataset.since || id > holder.dataset.since)) holder.dataset.since = id;
       var existing = document.getElementById(item.id);
       if (existing) {
+        // A repeat is rendered unread, as every arrival is: keep what this page knows.
+        if (!existing.classList.contains("unread")) markedRead(item);
         existing.replaceWith(item);
+        htmx.process(item);  // it left the swapped fragment, so htmx would not see it
       } else {
         item.classList.add("arrived");
       }
@@ -64,6 +67,55 @@
     if (elt && elt.classList && elt.classList.contains("event") && document.getElementById(elt.id) !== elt) {
       elt.remove();
     }
+  });
+
+  // --- Unread ---------------------------------------------------------------------
+  // Events arriving live are unread by everyone: the unread socket sends their
+  // ids and the header's count adds those it has not counted yet (a
+  // reconnect's replay overlaps on purpose). Marking read answers with a
+  // fresh count, swapped in by id.
+  var counted = new Set();
+
+  function showUnread(link, count) {
+    link.dataset.count = count;
+    link.querySelector(".n").textContent = count > 999 ? "999+" : String(count);  // store.UNREAD_COUNT_CAP
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "unread-arrived") return;
+    evt.detail.shouldSwap = false;
+    var holder = document.getElementById("unread-live");
+    var link = document.getElementById("unread-count");
+    var added = 0;
+    (evt.detail.fragment.firstElementChild.dataset.ids || "").split(" ").forEach(function (id) {
+      if (!id || counted.has(id)) return;
+      counted.add(id);
+      added += 1;
+      if (holder && id > holder.dataset.since) holder.dataset.since = id;
+    });
+    if (link && added) showUnread(link, Number(link.dataset.count) + added);
+  });
+
+  function markedRead(item) {
+    item.classList.remove("unread");
+    var button = item.querySelector(".mark-read");
+    if (button) button.remove();
+  }
+
+  // "Mark all read" marks what the feed shows up to the newest event this
+  // page has; anything newer stays unread, here and on the server.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    if (!evt.detail.elt.closest("form.mark-all-read")) return;
+    var holder = document.getElementById("feed-live");
+    if (holder && holder.dataset.since) evt.detail.formData.set("up_to", holder.dataset.since);
+  });
+
+  document.addEventListener("activityweb:read-all", function (evt) {
+    var upTo = evt.detail.upTo;
+    document.querySelectorAll("#feed-items li.event.unread").forEach(function (item) {
+      if (!upTo || item.dataset.id <= upTo) markedRead(item);
+    });
   });
 
   // --- CSRF -------------------------------------------------------------------

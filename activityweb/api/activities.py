@@ -42,9 +42,8 @@ def batch_answer(results: list[store.Stored], slug: str):
 @require("read")
 def list_activities():
     flt = parse_filter(request.args)
-    page = store.list_activities(
-        g.principal.tenant_id, flt, limit=parse_limit(request.args), after=parse_cursor(request.args)
-    )
+    page = store.list_activities(g.principal.tenant_id, flt, limit=parse_limit(request.args),
+                                 after=parse_cursor(request.args), reader=store.reader_of(g.principal))
     slug = g.principal.tenant_slug
     return jsonify({"items": [activity_json(a, slug) for a in page.items], "next_cursor": page.next_cursor})
 

@@ -29,6 +29,7 @@ FILTER_PARAMETERS = [
     ("since", "occurred_at at or after this RFC 3339 time.", False),
     ("until", "occurred_at before this RFC 3339 time.", False),
     ("q", "Full-text search over title, summary, actor and entity names; each word matches as a prefix.", False),
+    ("read", "`false`: only events the caller (this token) has not read; `true`: only those it has.", False),
 ]
 
 
@@ -61,6 +62,8 @@ def filter_parameters() -> list[dict]:
             schema = {"type": "string", "enum": list(PRIORITIES)}
         if name in ("since", "until"):
             schema = {"type": "string", "format": "date-time"}
+        if name == "read":
+            schema = {"type": "string", "enum": ["true", "false"]}
         if repeatable:
             schema = {"type": "array", "items": schema}
         params.append({"name": name, "in": "query", "required": False, "description": description,
@@ -332,6 +335,15 @@ def insight_schemas() -> dict:
     }
     return {
         "ConversationSummary": summary,
+        "ReadState": {
+            "type": "object", "required": ["unread_count"],
+            "properties": {
+                "id": {"type": "string"},
+                "read": {"type": "boolean"},
+                "unread_count": {"type": "integer",
+                                 "description": "Events this token has not read, counted up to 1,000."},
+            },
+        },
         "ConversationList": {
             "type": "object", "required": ["items"],
             "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")}},
@@ -367,8 +379,30 @@ def insight_schemas() -> dict:
 
 
 def insight_paths() -> dict:
-    """Endpoints that make sense of the feed: conversation timelines, ..."""
+    """Endpoints that make sense of the feed: conversation timelines, read state, ..."""
+    up_to = {"name": "up_to", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "An event id: mark only events received up to it (default: the newest now), "
+             "so events arriving meanwhile stay unread."}
     return {
+        "/api/v1/activities/{activity_id}/read": {
+            "patch": {
+                "summary": "Mark one activity read, for this token",
+                "description": "Read state belongs to the caller (each token has its own), not to the event.",
+                "operationId": "markRead",
+                "parameters": [{"name": "activity_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref("ReadState"), "Marked read"), **_errors(401, 403, 404, 429)},
+            }
+        },
+        "/api/v1/activities/read-all": {
+            "post": {
+                "summary": "Mark read every activity the filters match, for this token",
+                "description": "Without filters this moves the token's \"read up to\" point (receive order); "
+                "with filters it marks each matching unread activity.",
+                "operationId": "markAllRead",
+                "parameters": filter_parameters() + [up_to],
+                "responses": {"200": _json(_ref("ReadState"), "Marked read"), **_errors(400, 401, 403, 429)},
+            }
+        },
         "/api/v1/conversations": {
             "get": {
                 "summary": "Recently active conversations and sessions, newest first",

@@ -1,4 +1,5 @@
-"""Sockets beside the feed's: a conversation's timeline, kept live.
+"""Sockets beside the feed's: a conversation's timeline and the header's
+unread count, kept live.
 
 They reuse the feed socket's machinery (`live.Follower` and
 `sockets.stream`): the page says the newest event it has, the server replays
@@ -14,7 +15,7 @@ from ..auth import check_origin, web_principal
 from ..extensions import db, sock
 from ..schemas import ActivityFilter
 from .conversations import timeline_context
-from .sockets import HELLO_TIMEOUT, Hello, no_compression, serve_socket, stream
+from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, no_compression, serve_socket, stream
 
 bp = Blueprint("insight_sockets", __name__)
 
@@ -45,18 +46,35 @@ def conversation_socket(ws, conversation_id: str):
     follow(ws, flt, anything_missed, render, ("timeline", tenant_id, conversation_id))
 
 
+@sock.route("/unread/ws", bp=bp)
+def unread_socket(ws):
+    """An event that arrives is unread by every reader, so each batch goes to
+    every page as the same fragment of ids; the page adds those it has not
+    counted yet (a reconnect's replay overlaps on purpose). Events up to the
+    page's render are in the count it was rendered with."""
+
+    def render(events):
+        return render_template("reading/_arrived.html", ids=[e["id"] for e in events])
+
+    follow(ws, ActivityFilter(), store.missed_since, render, "unread", replay_limit=REPLAY_LIMIT,
+           already_has=lambda hello, event: hello.page_since is not None and event["id"] <= hello.page_since)
+
+
 def anything_missed(tenant_id: int, flt: ActivityFilter, since: str, limit: int | None):
     """Replay for a message re-read whole: it only needs to know whether something came."""
     events, _ = store.missed_since(tenant_id, flt, since, limit=1)
     return events, False
 
 
-def follow(ws, flt: ActivityFilter, replay, render, render_key) -> None:
+def follow(ws, flt: ActivityFilter, replay, render, render_key, *, replay_limit: int | None = None,
+           already_has=None) -> None:
+    """Say hello, then stream; `already_has(hello, event)`: replayed events the page has."""
     serve_socket(ws)
     hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
     follower = live.Follower(g.principal.tenant_id, flt, hello.since, replay=replay,
-                             window=current_app.config["LIVE_WINDOW"])
+                             window=current_app.config["LIVE_WINDOW"],
+                             already_has=already_has and (lambda event: already_has(hello, event)))
     try:
-        stream(ws, follower, render, render_key, replay_limit=None)
+        stream(ws, follower, render, render_key, replay_limit=replay_limit)
     finally:
         follower.close()

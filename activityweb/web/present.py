@@ -13,6 +13,7 @@ from flask import url_for
 from markupsafe import Markup
 
 from ..schemas import ActivityFilter, iso
+from ..store import UNREAD_COUNT_CAP
 
 # First match wins: (type prefix, family, icon). The family names a CSS class
 # (colour) and a group people recognise at a glance. Icons are plain symbols
@@ -88,6 +89,10 @@ def duration(ms: int | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def unread_label(count: int) -> str:
+    return f"{UNREAD_COUNT_CAP}+" if count > UNREAD_COUNT_CAP else str(count)
+
+
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -146,7 +151,7 @@ def tenant_choices(principal) -> list[tuple[int, str, str]]:
 def register(app) -> None:
     app.jinja_env.filters.update(
         relative_time=relative_time, absolute_time=absolute_time, duration=duration,
-        pretty_json=pretty_json, iso=iso, time_tag=time_tag,
+        pretty_json=pretty_json, iso=iso, time_tag=time_tag, unread_label=unread_label,
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,

@@ -24,7 +24,8 @@ def event_html(activity: dict) -> Markup:
         if html is not None:
             _cache.move_to_end(key)
             return html
-    html = Markup(render_template("feed/_event.html", a=activity))
+    # An event arriving live is unread by every reader, so one rendering serves all.
+    html = Markup(render_template("feed/_event.html", a=activity, unread=True))
     with _lock:
         _cache[key] = html
         while len(_cache) > _CACHE_SIZE:

@@ -32,7 +32,8 @@ def feed():
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
                                       page=None, error=exc, principal=principal, live_since=None)
-    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after)
+    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after,
+                                 reader=store.reader_of(principal))
     context = dict(flt=flt, page=page, error=None, principal=principal,
                    live_since=uuid7_floor(utcnow()), after=after)
     partial = "feed/_page.html" if after else "feed/_results.html"
@@ -42,7 +43,7 @@ def feed():
 @bp.get("/activities/<activity_id>")
 def activity(activity_id: str):
     principal = web_principal()
-    found = store.get_activity(principal.tenant_id, activity_id)
+    found = store.mark_read(store.reader_of(principal), activity_id)  # opening an event reads it, as in mail
     if found is None:
         abort(404, "No such activity in this tenant.")
     return render_template("activities/detail.html", a=found, principal=principal)

@@ -1,0 +1,46 @@
+"""Read state on the dashboard: mark one event or what the filter shows as
+read, and the header's unread count (kept live by `insight_sockets`)."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, redirect, render_template, request
+
+from .. import store
+from ..auth import web_principal
+from ..ids import uuid7_floor
+from ..models import utcnow
+from ..schemas import parse_filter, parse_up_to
+from . import bp
+from .present import feed_url
+
+
+@bp.post("/activities/<activity_id>/read")
+def mark_read(activity_id: str):
+    reader = store.reader_of(web_principal())
+    activity = store.mark_read(reader, activity_id)
+    if activity is None:
+        abort(404, "No such activity in this tenant.")
+    return render_template("reading/_marked.html", a=activity, unread=False, unread_count=store.unread_count(reader))
+
+
+@bp.post("/read-all")
+def mark_all_read():
+    """Marks what the feed shows for its filter, up to the newest event the page has."""
+    reader = store.reader_of(web_principal())
+    flt = parse_filter(request.args, strict=False)
+    up_to = parse_up_to(request.form)
+    store.mark_all_read(reader, flt, up_to)
+    if not request.headers.get("HX-Request"):
+        return redirect(feed_url(flt))
+    body = render_template("reading/_unread.html", unread_count=store.unread_count(reader), oob=True)
+    return body, {"HX-Trigger": json.dumps({"activityweb:read-all": {"upTo": up_to or ""}})}
+
+
+@bp.app_template_global()
+def unread_badge(principal) -> dict:
+    """The header's unread count, and the receive point after which its
+    socket counts arrivals (taken after the count: an event it misses is
+    one too few, never one counted twice)."""
+    count = store.unread_count(store.reader_of(principal))
+    return {"count": count, "since": uuid7_floor(utcnow())}
