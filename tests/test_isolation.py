@@ -140,3 +140,44 @@ def test_json_socket_and_sse(world, slug):
         reader.close()
     received = [json.loads(e["data"]) for e in reader.events]
     assert received and all(a["tenant"] == slug for a in received)
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_conversations_api_page_and_socket(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    listing = requests.get(f"{server.url}/api/v1/conversations", headers=mine["token"], timeout=10).json()["items"]
+    assert [c["id"] for c in listing] == ["conv-1"]
+    body = requests.get(f"{server.url}/api/v1/conversations/conv-1", headers=mine["token"], timeout=10).json()
+    ids = {s["event"]["id"] for s in body["steps"]}
+    assert ids and ids <= mine["ids"] and not ids & theirs["ids"]
+    assert all(s["event"]["tenant"] == slug for s in body["steps"])
+    page = mine["session"].get(f"{server.url}/conversations/conv-1", timeout=10).text
+    assert f"{slug} secret plan" in page and f"{other(slug)} secret plan" not in page
+    assert f"{other(slug)} secret" not in mine["session"].get(f"{server.url}/conversations", timeout=10).text
+    with connect(f"{server.ws_url}/conversations/conv-1/ws", origin=server.url,
+                 additional_headers={"Cookie": _cookie(mine["session"])}, open_timeout=5) as ws:
+        ws.send(json.dumps({"since": None}))
+        time.sleep(0.3)
+        requests.post(server.url + "/api/v1/activities", headers=theirs["token"], timeout=10,
+                      json=event(title="their conversation step", conversation_id="conv-1"))
+        text = ""
+        while True:
+            try:
+                text += ws.recv(timeout=1.0)
+            except TimeoutError:
+                break
+    assert "their conversation step" not in text
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_read_state_cannot_touch_the_other_tenant(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    url = f"{server.url}/api/v1/activities"
+    assert requests.patch(f"{url}/{theirs['secret_id']}/read", headers=mine["token"], timeout=10).status_code == 404
+    their_unread = requests.get(f"{url}?read=false&limit=200", headers=theirs["token"], timeout=10).json()["items"]
+    assert requests.post(f"{url}/read-all", headers=mine["token"], timeout=10).status_code == 200
+    assert requests.get(f"{url}?read=false&limit=200", headers=mine["token"], timeout=10).json()["items"] == []
+    still = requests.get(f"{url}?read=false&limit=200", headers=theirs["token"], timeout=10).json()["items"]
+    assert len(still) == len(their_unread) > 0
