@@ -434,6 +434,17 @@ def parse_cursor(args) -> tuple[datetime, str] | None:
     return decode_cursor(raw) if raw else None
 
 
+BUCKETS = ("auto", "hour", "day")
+
+
+def parse_bucket(args) -> str:
+    """`bucket`: the step of a time series."""
+    bucket = args.get("bucket", "").strip() or "auto"
+    if bucket not in BUCKETS:
+        raise bad_request("bucket", f"is one of {', '.join(BUCKETS)}")
+    return bucket
+
+
 def parse_up_to(args) -> str | None:
     """`up_to`: the newest event id a reader has seen (marking read stops there)."""
     value = args.get("up_to", "").strip()

@@ -1,5 +1,7 @@
 """Making sense of the feed in a real browser (headless Chromium through
-Playwright): a live conversation timeline, the unread count, ..."""
+Playwright): a live conversation timeline, the unread count, the stats charts."""
+import re
+
 import pytest
 import requests
 
@@ -83,3 +85,40 @@ def test_the_unread_count_falls_when_read_and_rises_live(page, server):
     assert unread_count(page) == "1"
     post(server, event(title="while reading"))
     wait_for_count(page, 2)
+
+
+def bar_values(page, chart, series=None):
+    selector = f"#{chart} rect.bar" + (f'[data-series="{series}"]' if series else "")
+    return [int(v) for v in page.eval_on_selector_all(selector, "bars => bars.map(b => b.dataset.value)")]
+
+
+def test_the_stats_page_draws_its_charts_for_a_filter(page, server, tmp_path):
+    hours = [f"2026-11-20T{9 + i % 6:02d}:{i:02d}:00Z" for i in range(30)]
+    post(server, *[event(title=f"Bash {i}", source="claude_code", type="claude.tool.completed", entity_type="tool",
+                         entity_id="Bash", duration_ms=100 * (i + 1), status="failed" if i % 5 == 0 else "success",
+                         project="billing", occurred_at=hours[i]) for i in range(20)],
+         *[event(title=f"Push {i}", source="github", type="github.push", project="billing" if i < 6 else "web",
+                 occurred_at=hours[20 + i]) for i in range(10)])
+    page.goto(server.url + "/stats?project=billing&since=2026-11-20T00:00:00Z&until=2026-11-21T00:00:00Z")
+    page.locator("#events-over-time rect.bar").first.wait_for()
+    page.screenshot(path=str(tmp_path / "stats.png"), full_page=True)
+    assert (tmp_path / "stats.png").stat().st_size > 10_000
+
+    assert page.text_content("#stat-total") == "26"
+    assert sum(bar_values(page, "events-over-time", "claude_code")) == 20
+    assert sum(bar_values(page, "events-over-time", "github")) == 6
+    assert sum(bar_values(page, "failures-over-time")) == 4
+    assert page.get_attribute("#events-over-time", "data-total") == "26"
+    box = page.locator("#events-over-time rect.bar").first.bounding_box()
+    assert box["width"] > 1 and box["height"] > 1  # drawn, not just present
+    assert page.locator("#tool-durations tr[data-tool=Bash]").get_attribute("data-p50") == "1050.0"
+    assert page.text_content("#stat-failure-rate") == "20.0%"
+    assert page.locator("#top-sources tr").count() == 2
+
+    # The charts follow the filter form, and the URL keeps it.
+    page.select_option("select[name=source]", "github")
+    page.wait_for_url(re.compile(r"source=github"))
+    page.locator("#stat-total", has_text="6").wait_for()
+    assert bar_values(page, "events-over-time", "claude_code") == []
+    assert sum(bar_values(page, "events-over-time", "github")) == 6
+    assert page.locator("#failures-over-time").count() == 0  # nothing failed: nothing to draw

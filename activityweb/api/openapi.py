@@ -344,6 +344,7 @@ def insight_schemas() -> dict:
                                  "description": "Events this token has not read, counted up to 1,000."},
             },
         },
+        "Stats": _stats_schema(),
         "ConversationList": {
             "type": "object", "required": ["items"],
             "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")}},
@@ -378,6 +379,45 @@ def insight_schemas() -> dict:
     }
 
 
+def _stats_schema() -> dict:
+    def obj(properties: dict, required=None) -> dict:
+        return {"type": "object", "required": list(required or properties), "properties": properties}
+
+    integer, number = {"type": "integer"}, {"type": ["number", "null"]}
+    time = {"type": ["string", "null"], "format": "date-time"}
+    counts = {"type": "array", "items": obj({"value": {"type": ["string", "null"]}, "count": integer})}
+    durations = obj({"count": integer, "p50": number, "p95": number, "max": {"type": ["integer", "null"]}})
+    return obj({
+        "total": integer,
+        "first_at": time,
+        "last_at": time,
+        "by_type": {**counts, "description": "The 20 most frequent types."},
+        "by_source": counts,
+        "by_status": counts,
+        "by_priority": counts,
+        "failures": obj({"failed": integer, "succeeded": integer,
+                         "rate": {**number, "description": "failed ÷ (failed + succeeded); null if neither."}}),
+        "series": obj({
+            "bucket": {"type": "string", "enum": ["hour", "day"]},
+            "points": {"type": "array", "description": "Every bucket (UTC) from `since` (or the first event) to "
+                       "`until` (or the last), empty ones included.",
+                       "items": obj({"at": {"type": "string", "format": "date-time"}, "count": integer,
+                                     "failed": integer,
+                                     "by_source": {"type": "object", "additionalProperties": integer}})},
+        }),
+        "top_actors": {"type": "array", "items": obj(
+            {"id": {"type": "string"}, "name": {"type": ["string", "null"]}, "count": integer})},
+        "top_entities": {"type": "array", "items": obj(
+            {"type": {"type": ["string", "null"]}, "id": {"type": "string"}, "name": {"type": ["string", "null"]},
+             "count": integer})},
+        "duration_ms": {**durations, "description": "Over events with a duration_ms; p50 and p95 interpolated as "
+                        "PostgreSQL's percentile_cont."},
+        "tools": {"type": "array", "description": "Durations per tool (entity_type `tool`), the 10 most called.",
+                  "items": {**durations, "required": ["tool", *durations["required"]],
+                            "properties": {"tool": {"type": "string"}, **durations["properties"]}}},
+    })
+
+
 def insight_paths() -> dict:
     """Endpoints that make sense of the feed: conversation timelines, read state, ..."""
     up_to = {"name": "up_to", "in": "query", "required": False, "schema": {"type": "string"},
@@ -391,6 +431,18 @@ def insight_paths() -> dict:
                 "operationId": "markRead",
                 "parameters": [{"name": "activity_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": _json(_ref("ReadState"), "Marked read"), **_errors(401, 403, 404, 429)},
+            }
+        },
+        "/api/v1/activities/stats": {
+            "get": {
+                "summary": "Counts, a time series, top lists, failure rate and durations of what the filters match",
+                "operationId": "activityStats",
+                "parameters": filter_parameters() + [{
+                    "name": "bucket", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["auto", "hour", "day"], "default": "auto"},
+                    "description": "The time series step; `auto` is hours for spans up to three days. More than "
+                    "2,000 points is a 400."}],
+                "responses": {"200": _json(_ref("Stats"), "The stats"), **_errors(400, 401, 403, 429)},
             }
         },
         "/api/v1/activities/read-all": {

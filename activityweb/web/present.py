@@ -75,9 +75,10 @@ def absolute_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def duration(ms: int | None) -> str:
+def duration(ms: float | None) -> str:
     if ms is None:
         return ""
+    ms = round(ms)  # percentiles interpolate between whole milliseconds
     if ms < 1000:
         return f"{ms} ms"
     if ms < 60_000:
