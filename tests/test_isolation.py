@@ -181,3 +181,16 @@ def test_read_state_cannot_touch_the_other_tenant(world, slug):
     assert requests.get(f"{url}?read=false&limit=200", headers=mine["token"], timeout=10).json()["items"] == []
     still = requests.get(f"{url}?read=false&limit=200", headers=theirs["token"], timeout=10).json()["items"]
     assert len(still) == len(their_unread) > 0
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_stats_count_only_the_own_tenant(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    requests.post(server.url + "/api/v1/activities", headers=theirs["token"], timeout=10,
+                  json=[event(title=f"their extra {i}", type="their.only", actor_id="their-actor") for i in range(7)])
+    stats = requests.get(f"{server.url}/api/v1/activities/stats", headers=mine["token"], timeout=10).json()
+    assert stats["total"] == len(mine["ids"])
+    assert "their.only" not in json.dumps(stats) and "their-actor" not in json.dumps(stats)
+    page = mine["session"].get(f"{server.url}/stats?type=their.only", timeout=10).text
+    assert "their-actor" not in page
