@@ -1,19 +1,22 @@
 """Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`,
-`flask integrations ...`, `flask claude-code settings`."""
+`flask integrations ...`, `flask claude-code settings`, `flask export`."""
 from __future__ import annotations
 
 import json
 import sys
 import time
+from urllib.parse import parse_qsl
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
+from werkzeug.datastructures import MultiDict
 
-from . import auth, store
+from . import auth, export, store
 from .demo import demo_events
 from .config import PROJECT_ROOT
 from .integrations import claude_code, signing
+from .schemas import ApiError, parse_filter
 
 
 def _tenant_or_fail(slug: str):
@@ -192,6 +195,27 @@ def users_create(email: str, tenant: str, role: str):
     click.echo(f"{verb} {user.email} as {role} of tenant {tenant!r}")
 
 
+@click.command("export")
+@with_appcontext
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--format", "fmt", type=click.Choice(sorted(export.FORMATS)), default="ndjson", show_default=True)
+@click.option("--where", default="", metavar="QUERY",
+              help="The feed's filters as a query string, e.g. 'type=claude.tool.*&since=2026-11-01'.")
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default: stdout).")
+def export_command(tenant: str, fmt: str, where: str, output):
+    """Write a tenant's events (newest first) as CSV or NDJSON, streamed."""
+    target = _tenant_or_fail(tenant)
+    try:
+        flt = parse_filter(MultiDict(parse_qsl(where, keep_blank_values=True)))
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    if flt.read is not None:
+        raise click.ClickException("read: read state is a reader's; the command line has none")
+    for chunk in export.WRITERS[fmt](store.stream_activities(target.id, flt), target.slug):
+        output.write(chunk)
+
+
 def register_commands(app: Flask) -> None:
-    for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group):
+    for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group,
+                    export_command):
         app.cli.add_command(command)

@@ -315,7 +315,7 @@ def _webhook(summary: str, operation_id: str, description: str, headers: list, b
 
 
 def insight_schemas() -> dict:
-    """Answers of the endpoints that make sense of the feed: conversations, ..."""
+    """Answers of the endpoints that make sense of the feed (`insight_paths`)."""
     time = {"type": "string", "format": "date-time"}
     nullable_text = {"type": ["string", "null"]}
     summary = {
@@ -419,7 +419,7 @@ def _stats_schema() -> dict:
 
 
 def insight_paths() -> dict:
-    """Endpoints that make sense of the feed: conversation timelines, read state, ..."""
+    """Endpoints that make sense of the feed: conversation timelines, read state, stats, export."""
     up_to = {"name": "up_to", "in": "query", "required": False, "schema": {"type": "string"},
              "description": "An event id: mark only events received up to it (default: the newest now), "
              "so events arriving meanwhile stay unread."}
@@ -443,6 +443,25 @@ def insight_paths() -> dict:
                     "description": "The time series step; `auto` is hours for spans up to three days. More than "
                     "2,000 points is a 400."}],
                 "responses": {"200": _json(_ref("Stats"), "The stats"), **_errors(400, 401, 403, 429)},
+            }
+        },
+        "/api/v1/activities/export": {
+            "get": {
+                "summary": "Every activity the filters match, newest first, as CSV or NDJSON, streamed",
+                "description": "Streamed in constant memory (a server-side cursor), so any number of rows. NDJSON: "
+                "one activity a line, exactly as the list shows it. CSV: the same fields as columns (tags and "
+                "data as JSON, null as empty); a cell starting with = + - @ gets a leading ' so spreadsheets do "
+                "not run it.",
+                "operationId": "exportActivities",
+                "parameters": filter_parameters() + [{
+                    "name": "format", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["csv", "ndjson"], "default": "csv"}}],
+                "responses": {
+                    "200": {"description": "A download (Content-Disposition: attachment)", "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}}}},
+                    **_errors(400, 401, 403, 429),
+                },
             }
         },
         "/api/v1/activities/read-all": {

@@ -6,6 +6,7 @@ from flask import abort, make_response, render_template, request
 
 from .. import store
 from ..auth import web_principal
+from ..export import export_response, parse_format
 from ..ids import uuid7_floor
 from ..models import utcnow
 from ..schemas import ActivityFilter, ApiError, parse_cursor, parse_filter
@@ -38,6 +39,13 @@ def feed():
                    live_since=uuid7_floor(utcnow()), after=after)
     partial = "feed/_page.html" if after else "feed/_results.html"
     return render_page_or_partial("feed/index.html", partial, **context)
+
+
+@bp.get("/export")
+def export():
+    """What the feed shows for its filter, as a download: the API's export, with the session."""
+    flt = parse_filter(request.args, strict=False)
+    return export_response(web_principal(), flt, parse_format(request.args))
 
 
 @bp.get("/activities/<activity_id>")
