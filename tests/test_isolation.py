@@ -194,3 +194,16 @@ def test_stats_count_only_the_own_tenant(world, slug):
     assert "their.only" not in json.dumps(stats) and "their-actor" not in json.dumps(stats)
     page = mine["session"].get(f"{server.url}/stats?type=their.only", timeout=10).text
     assert "their-actor" not in page
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_exports_hold_only_the_own_tenant(world, slug):
+    server, tenants = world
+    mine, theirs = tenants[slug], tenants[other(slug)]
+    for fmt in ("ndjson", "csv"):
+        api = requests.get(f"{server.url}/api/v1/activities/export?format={fmt}", headers=mine["token"], timeout=20).text
+        page = mine["session"].get(f"{server.url}/export?format={fmt}", timeout=20).text
+        for body in (api, page):
+            found = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", body))
+            assert found == mine["ids"], fmt
+            assert f"{other(slug)} secret" not in body
