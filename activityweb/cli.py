@@ -1,5 +1,5 @@
 """Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`,
-`flask integrations ...`, `flask claude-code settings`, `flask export`."""
+`flask integrations ...`, `flask claude-code settings`, `flask export`, `flask prune`."""
 from __future__ import annotations
 
 import json
@@ -68,7 +68,35 @@ def tenants_create(slug: str, name: str | None):
 @tenants_group.command("list")
 def tenants_list():
     for tenant in auth.list_tenants():
-        click.echo(f"{tenant.slug}\t{tenant.name}\t{store.count_activities(tenant.id)} events")
+        click.echo(f"{tenant.slug}\t{tenant.name}\t{store.count_activities(tenant.id)} events"
+                   f"\tkept {tenant.retention_days} days")
+
+
+@tenants_group.command("retention")
+@click.argument("slug")
+@click.argument("days", type=click.IntRange(1, 36_500))
+@click.option("--restamp", is_flag=True,
+              help="Give stored events the new expiry too; without it the period applies to events stored from now on.")
+def tenants_retention(slug: str, days: int, restamp: bool):
+    """Keep a tenant's events DAYS days (from when they occurred)."""
+    restamped = store.set_retention(_tenant_or_fail(slug).id, days, restamp=restamp)
+    click.echo(f"tenant {slug!r} keeps events {days} days" + (f"; {restamped} stored events restamped" if restamp else ""))
+
+
+@click.command("prune")
+@with_appcontext
+@click.option("--tenant", default=None, help="Only this tenant (default: every tenant).")
+@click.option("--batch-size", default=store.PRUNE_BATCH, show_default=True, type=click.IntRange(1, 100_000),
+              help="Events deleted per transaction: writers wait for one batch at most.")
+@click.option("--pause", default=0.0, show_default=True, type=click.FloatRange(0, 60),
+              help="Seconds to rest between batches, to leave the database to others.")
+def prune_command(tenant: str | None, batch_size: int, pause: float):
+    """Delete expired events (see `flask tenants retention`), in small batches."""
+    targets = [_tenant_or_fail(tenant)] if tenant else auth.list_tenants()
+    for target in targets:
+        pruned = store.prune(target.id, batch_size=batch_size, pause=pause)
+        through = f", occurred up to {pruned.deleted_through:%Y-%m-%d %H:%M} UTC" if pruned.deleted_through else ""
+        click.echo(f"{target.slug}: deleted {pruned.deleted} expired events in {pruned.batches} batches{through}")
 
 
 @click.group("tokens", cls=AppGroup)
@@ -217,5 +245,5 @@ def export_command(tenant: str, fmt: str, where: str, output):
 
 def register_commands(app: Flask) -> None:
     for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group,
-                    export_command):
+                    export_command, prune_command):
         app.cli.add_command(command)

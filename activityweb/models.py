@@ -51,6 +51,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+DEFAULT_RETENTION_DAYS = 365
+
+
 class Tenant(db.Model):
     __tablename__ = "tenants"
 
@@ -58,6 +61,9 @@ class Tenant(db.Model):
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # How long events are kept: each gets expires_at = occurred_at + this when stored.
+    retention_days: Mapped[int] = mapped_column(default=DEFAULT_RETENTION_DAYS,
+                                                server_default=str(DEFAULT_RETENTION_DAYS))
 
     tokens = relationship("ApiToken", back_populates="tenant")
 
@@ -154,6 +160,9 @@ class Activity(db.Model):
     data: Mapped[dict] = mapped_column(JSONType, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # occurred_at + the tenant's retention when stored; `flask prune` deletes
+    # what has expired. Not part of the event's public shape.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # The idempotency key (CloudEvents: source + id), per tenant. Its
@@ -188,6 +197,8 @@ class Activity(db.Model):
                 ("session", ("session_id", "sequence", "occurred_at")),
             )
         ),
+        # Pruning: a tenant's expired events, oldest expiry first.
+        sa.Index("ix_activities_expiry", "tenant_id", "expires_at"),
         # Tag containment (`tags @> '["x"]'`) on PostgreSQL.
         sa.Index(
             "ix_activities_tags",
@@ -248,6 +259,25 @@ class ReadMark(db.Model):
 
     # Deleting an activity (retention) finds its marks through this.
     __table_args__ = (sa.Index("ix_read_marks_activity", "activity_id"),)
+
+
+class PruneRun(db.Model):
+    """One `flask prune` pass over a tenant: what it deleted, so the feed can
+    say that older events are gone and up to when."""
+
+    __tablename__ = "prune_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted: Mapped[int] = mapped_column(sa.Integer)
+    # The newest occurred_at among the deleted events.
+    deleted_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retention_days: Mapped[int] = mapped_column(sa.Integer)
+
+    # The feed asks for a tenant's latest run that deleted something.
+    __table_args__ = (sa.Index("ix_prune_runs_tenant", "tenant_id", "finished_at"),)
 
 
 class IntegrationSecret(db.Model):

@@ -14,6 +14,7 @@ import json
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import live
 from .extensions import db
 from .ids import is_uuid, uuid7, uuid7_floor, uuid7_time
-from .models import ACTIVITY_FIELDS, Activity, ReadCursor, ReadMark, utcnow
+from .models import ACTIVITY_FIELDS, Activity, PruneRun, ReadCursor, ReadMark, Tenant, utcnow
 from .schemas import ActivityFilter, bad_request, encode_cursor
 from .timeline import ConversationSummary
 
@@ -217,17 +218,19 @@ _PG_COLUMN_TYPES = {
     "id": "uuid", "tenant_id": "int", "duration_ms": "bigint", "sequence": "bigint",
     "tags": "jsonb", "data": "jsonb", "occurred_at": "timestamptz", "received_at": "timestamptz",
 }
+# Each row's expiry comes from its tenant's retention in the same statement.
 _PG_COLUMNS = ("tenant_id",) + ACTIVITY_FIELDS
 _PG_INSERT = (
-    f"INSERT INTO activities ({', '.join(_PG_COLUMNS)}) "
+    f"INSERT INTO activities ({', '.join(_PG_COLUMNS)}, expires_at) "
     "SELECT " + ", ".join(
-        f"{c}::jsonb" if _PG_COLUMN_TYPES.get(c) == "jsonb" else c for c in _PG_COLUMNS
+        f"t.{c}::jsonb" if _PG_COLUMN_TYPES.get(c) == "jsonb" else f"t.{c}" for c in _PG_COLUMNS
     )
+    + ", t.occurred_at + make_interval(days => tenants.retention_days)"
     + " FROM unnest(" + ", ".join(
         f"%({c})b::{'text' if _PG_COLUMN_TYPES.get(c, 'text') == 'jsonb' else _PG_COLUMN_TYPES.get(c, 'text')}[]"
         for c in _PG_COLUMNS
     )
-    + f") AS t({', '.join(_PG_COLUMNS)}) "
+    + f") AS t({', '.join(_PG_COLUMNS)}) JOIN tenants ON tenants.id = t.tenant_id "
     "ON CONFLICT (tenant_id, source, source_id) DO NOTHING RETURNING id"
 )
 
@@ -235,6 +238,9 @@ _PG_INSERT = (
 def _insert_rows(conn, rows: list[dict]) -> set[str]:
     """Insert rows, skipping idempotency-key conflicts; returns the ids inserted."""
     if conn.dialect.name != "postgresql":
+        keep = retention_periods(conn, {row["tenant_id"] for row in rows})
+        for row in rows:
+            row["expires_at"] = row["occurred_at"] + keep[row["tenant_id"]]
         return {r[0] for r in conn.execute(_insert_statement(conn.dialect.name), rows)}
     params = {}
     for column in _PG_COLUMNS:
@@ -279,25 +285,26 @@ def bulk_load(tenant_id: int, events, *, chunk_size: int = 10_000, connections: 
     Generated events carry fresh source ids, so the idempotency check of
     `add_activities` is not needed here.
     """
+    keep = retention_periods(db.session.connection(), {tenant_id})[tenant_id]
     if _dialect() != "postgresql":
         loaded = 0
         statement = _insert_statement("sqlite")
         for chunk in _chunks(events, 1000):
             now = utcnow()
-            rows = [{**e, "id": uuid7(), "tenant_id": tenant_id, "received_at": now} for e in chunk]
+            rows = [{**e, "id": uuid7(), "tenant_id": tenant_id, "received_at": now,
+                     "expires_at": e["occurred_at"] + keep} for e in chunk]
             db.session.execute(statement, rows)
             db.session.commit()
             loaded += len(rows)
         return loaded
     db.session.commit()  # our own connections below must see the tenant
-    loaded = _copy_in_parallel(tenant_id, events, chunk_size, connections)
+    loaded = _copy_in_parallel(tenant_id, events, chunk_size, connections, keep)
     # Fresh statistics, or the planner picks plans for the empty table it last saw.
     db.session.execute(sa.text("ANALYZE activities"))
     db.session.commit()
     return loaded
 
 
-_COPY_COLUMNS = ("tenant_id", "received_at", "id") + tuple(c for c in ACTIVITY_FIELDS if c not in ("id", "received_at"))
 def _copy_text(value: str | None) -> str:
     """A string in PostgreSQL's COPY text format (most need no escaping)."""
     if value is None:
@@ -323,9 +330,10 @@ _COPY_FORMATS = {"tags": _copy_json, "data": _copy_json, "occurred_at": _copy_ti
                  "duration_ms": _copy_number, "sequence": _copy_number}
 _COPY_COLUMNS = ("tenant_id", "received_at", "id") + tuple(c for c in ACTIVITY_FIELDS if c not in ("id", "received_at"))
 _COPY_FIELDS = [(c, _COPY_FORMATS.get(c, _copy_text)) for c in _COPY_COLUMNS[3:]]
+_COPY_COLUMNS += ("expires_at",)  # computed per event, after the fields
 
 
-def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int) -> int:
+def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int, keep: timedelta) -> int:
     sql = f"COPY activities ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
     chunks: queue.Queue = queue.Queue(maxsize=connections * 2)
     failures: list[BaseException] = []
@@ -367,7 +375,8 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int)
                 break
             prefix = f"{tenant_id}\t{utcnow().isoformat()}\t"
             lines = [
-                prefix + uuid7() + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS]) for e in chunk
+                prefix + uuid7() + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS])
+                + "\t" + _copy_time(e["occurred_at"] + keep) for e in chunk
             ]
             chunks.put(("\n".join(lines) + "\n").encode())
             loaded += len(chunk)
@@ -966,3 +975,92 @@ def stream_activities(tenant_id: int, flt: ActivityFilter, reader: Reader | None
             yield _public(row)
     finally:
         result.close()
+
+
+# --------------------------------------------------------------- retention
+#
+# Every event gets expires_at = occurred_at + its tenant's retention when it
+# is stored; `prune` deletes expired events in small batches, each its own
+# short transaction, so writers wait for one batch at most.
+
+tenants = Tenant.__table__
+prune_runs = PruneRun.__table__
+PRUNE_BATCH = 1000
+
+
+def retention_periods(conn, tenant_ids) -> dict[int, timedelta]:
+    """How long each tenant keeps its events."""
+    rows = conn.execute(sa.select(tenants.c.id, tenants.c.retention_days).where(tenants.c.id.in_(tenant_ids)))
+    return {tenant_id: timedelta(days=days) for tenant_id, days in rows}
+
+
+@dataclass
+class Pruned:
+    deleted: int
+    deleted_through: datetime | None  # the newest occurred_at among them
+    batches: int
+
+
+def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None = None,
+          pause: float = 0.0) -> Pruned:
+    """Delete the tenant's events that expired by `now`, `batch_size` per
+    transaction (`pause` seconds between), and record the pass in prune_runs."""
+    started = utcnow()
+    now = now or started
+    c = activities.c
+    expired = (sa.select(c.id).where(c.tenant_id == tenant_id, c.expires_at <= now)
+               .order_by(c.expires_at).limit(batch_size))
+    result = Pruned(0, None, 0)
+    while True:
+        gone = db.session.execute(sa.delete(activities).where(c.id.in_(expired)).returning(c.occurred_at)).scalars().all()
+        db.session.commit()
+        if gone:
+            result.batches += 1
+            result.deleted += len(gone)
+            result.deleted_through = max(gone + [result.deleted_through or gone[0]])
+        if len(gone) < batch_size:
+            break
+        time.sleep(pause)
+    db.session.execute(sa.insert(prune_runs).values(
+        tenant_id=tenant_id, started_at=started, finished_at=utcnow(), deleted=result.deleted,
+        deleted_through=result.deleted_through,
+        retention_days=sa.select(tenants.c.retention_days).where(tenants.c.id == tenant_id).scalar_subquery()))
+    db.session.commit()
+    return result
+
+
+def last_prune(tenant_id: int):
+    """The tenant's latest prune that deleted something (a row of prune_runs), or None."""
+    return db.session.execute(
+        sa.select(prune_runs).where(prune_runs.c.tenant_id == tenant_id, prune_runs.c.deleted > 0)
+        .order_by(prune_runs.c.finished_at.desc()).limit(1)
+    ).first()
+
+
+def set_retention(tenant_id: int, days: int, *, restamp: bool = False, batch_size: int = PRUNE_BATCH) -> int:
+    """Keep the tenant's events `days` days from now on; with `restamp`, give
+    its stored events the new expiry too (in batches). Returns how many were restamped."""
+    db.session.execute(sa.update(tenants).where(tenants.c.id == tenant_id).values(retention_days=days))
+    db.session.commit()
+    c = activities.c
+    restamped, after = 0, None
+    while restamp:
+        batch = db.session.execute(
+            sa.select(c.id).where(c.tenant_id == tenant_id, *([c.id > after] if after else []))
+            .order_by(c.id).limit(batch_size)).scalars().all()
+        if not batch:
+            break
+        db.session.execute(sa.update(activities).where(c.id.in_(batch)).values(expires_at=_expiry(days)))
+        db.session.commit()
+        restamped += len(batch)
+        after = batch[-1]
+    return restamped
+
+
+def _expiry(days: int):
+    """occurred_at + `days`, in SQL."""
+    occurred = activities.c.occurred_at
+    if _dialect() == "postgresql":
+        return occurred + sa.literal(timedelta(days=days), sa.Interval())
+    # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text: shift it, keep the fraction.
+    return sa.func.strftime("%Y-%m-%d %H:%M:%S", occurred, f"+{int(days)} days").op("||")(sa.func.substr(occurred, 20))

@@ -32,11 +32,13 @@ def feed():
     except ApiError as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, principal=principal, live_since=None)
+                                      page=None, error=exc, principal=principal, live_since=None, pruned=None)
     page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after,
                                  reader=store.reader_of(principal))
+    # Retention: the first page says when older events were deleted, and up to when.
+    pruned = None if after else store.last_prune(principal.tenant_id)
     context = dict(flt=flt, page=page, error=None, principal=principal,
-                   live_since=uuid7_floor(utcnow()), after=after)
+                   live_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
     partial = "feed/_page.html" if after else "feed/_results.html"
     return render_page_or_partial("feed/index.html", partial, **context)
 
