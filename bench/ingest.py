@@ -84,7 +84,7 @@ def batch_ingest(base: str, token: str, seconds: float, threads: int, size: int 
     return {"eps": done["events"] / elapsed, "errors": done["errors"]}
 
 
-COLUMNS = "id, tenant_id, type, source, source_id, title, actor_id, actor_name, status, priority, tags, data, occurred_at, received_at"
+COLUMNS = "id, tenant_id, type, source, source_id, title, actor_id, actor_name, status, priority, tags, data, occurred_at, received_at, expires_at"
 
 
 def raw_rows(run: str, start: int, count: int, tenant_id: int):
@@ -97,7 +97,7 @@ def raw_rows(run: str, start: int, count: int, tenant_id: int):
 
 def raw_single(url: str, tenant_id: int, seconds: float) -> float:
     run, n = uuid.uuid4().hex[:8], 0
-    sql = f"INSERT INTO activities ({COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now(), now())"
+    sql = f"INSERT INTO activities ({COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now(), now(), now() + interval '365 days')"
     with psycopg.connect(url) as conn:
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
@@ -115,7 +115,7 @@ def raw_multi(url: str, tenant_id: int, seconds: float, size: int = 1000, connec
 
     def worker():
         run, n = uuid.uuid4().hex[:8], 0
-        placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now(), now())"] * size)
+        placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now(), now(), now() + interval '365 days')"] * size)
         sql = f"INSERT INTO activities ({COLUMNS}) VALUES {placeholders}"
         with psycopg.connect(url) as conn:
             deadline = time.perf_counter() + seconds

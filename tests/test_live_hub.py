@@ -147,7 +147,8 @@ def test_postgres_hub_hears_commits_from_any_connection(backend, tmp_path, reque
             for title, kind in (("match", "deploy.succeeded"), ("no match", "lead.replied")):
                 conn.execute(
                     "INSERT INTO activities (id, tenant_id, type, source, source_id, title, priority, tags, data,"
-                    " occurred_at, received_at) VALUES (%s, %s, %s, 'api', %s, %s, 'normal', '[]', '{}', now(), now())",
+                    " occurred_at, received_at, expires_at)"
+                    " VALUES (%s, %s, %s, 'api', %s, %s, 'normal', '[]', '{}', now(), now(), now() + interval '1 year')",
                     (uuid7(), tenant.id, kind, title, title))
             assert sub.get(0.5) == []  # not committed yet: nothing heard
             conn.commit()
