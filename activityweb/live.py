@@ -379,12 +379,8 @@ class Follower:
         self.subscription.unsubscribe()
 
 
-_hub: Hub = MemoryHub()
-
-
 def init_app(app, load: Callable[[int, list[str]], list[dict]]) -> None:
     """Choose the hub for this app's database. `load(tenant_id, ids)` re-reads rows."""
-    global _hub
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("postgresql"):
         dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -397,20 +393,14 @@ def init_app(app, load: Callable[[int, list[str]], list[dict]]) -> None:
     else:
         hub = MemoryHub(app.config["LIVE_MAX_PENDING"])
     app.extensions["activityweb.hub"] = hub
-    _hub = hub
 
 
 def hub() -> Hub:
-    from flask import current_app, has_app_context
+    """The current app's hub: one per app, so two apps (tests) never share sockets."""
+    from flask import current_app
 
-    if has_app_context():
-        return current_app.extensions.get("activityweb.hub", _hub)
-    return _hub
+    return current_app.extensions["activityweb.hub"]
 
 
 def delivered(tenant_id: int, rows: list[dict]) -> None:
     hub().delivered(tenant_id, rows)
-
-
-def subscribe(tenant_id: int, flt) -> Subscription:
-    return hub().subscribe(tenant_id, flt)
