@@ -126,6 +126,9 @@ class Subscription:
 class Hub:
     """Subscriptions of this process, grouped by tenant, and the fan-out to them."""
 
+    # Whether the hub itself coalesces commits into one batch per window.
+    windowed = False
+
     def __init__(self, max_pending: int = 2000):
         self.max_pending = max_pending
         self._lock = threading.Lock()
@@ -214,6 +217,7 @@ class PostgresHub(Hub):
         super().__init__(max_pending)
         self.dsn = dsn
         self.window = window
+        self.windowed = window > 0
         self.load = load
         self._thread: threading.Thread | None = None
         self._pid = None
@@ -324,10 +328,13 @@ class Follower:
 
     def __init__(self, tenant_id: int, flt, since: str | None, *, replay, window: float = 0.05,
                  via: Hub | None = None, already_has=None):
-        self.subscription = (via or hub()).subscribe(tenant_id, flt)
+        source = via or hub()
+        self.subscription = source.subscribe(tenant_id, flt)
         self.replay = replay
         self.newest = since
-        self.window = window
+        # A hub that already gathers commits per window needs no second
+        # window here: waiting again would only add jitter to every socket.
+        self.window = 0 if source.windowed else window
         # Replayed events the reader can get elsewhere (a page's later pages).
         self.already_has = already_has or (lambda event: False)
         self._seen: dict[str, None] = {}
