@@ -74,8 +74,24 @@ class Subscription:
         # Called once, from the hub, when the queue first overflows; the
         # owner may be stuck writing to its client and need a push.
         self.on_overflow = None
+        # The owner's fast path: `direct(batch)` writes the batch to the
+        # client at once without waiting (True) or declines (False: queue it).
+        # The hub tries it only when nothing is queued or being sent, so
+        # batches still reach the client in order.
+        self.direct: Callable[[Batch], bool] | None = None
+        self._owner_sending = False  # the owner took batches and has not written them yet
+        self._direct_sending = False
 
     def _offer(self, batch: Batch) -> None:
+        if self.direct is not None and self._claim():
+            try:
+                if self.direct(batch):
+                    return
+            except Exception:  # never the hub's problem: the owner gets the batch instead
+                log.exception("direct live write failed; queueing")
+            finally:
+                with self._cond:
+                    self._direct_sending = False
         first_overflow = False
         with self._cond:
             if self.closed:
@@ -89,6 +105,20 @@ class Subscription:
             self._cond.notify()
         if first_overflow and self.on_overflow is not None:
             self.on_overflow()
+
+    def _claim(self) -> bool:
+        """Whether the fast path may write now: nothing queued, nothing in flight."""
+        with self._cond:
+            if (self._batches or self._owner_sending or self._direct_sending
+                    or self.overflowed or self.stale or self.closed):
+                return False
+            self._direct_sending = True
+            return True
+
+    def done_sending(self) -> None:
+        """The owner has written what it took (see `get_batches`)."""
+        with self._cond:
+            self._owner_sending = False
 
     def _mark_stale(self) -> None:
         with self._cond:
@@ -108,6 +138,9 @@ class Subscription:
             batches = list(self._batches)
             self._batches.clear()
             self._pending = 0
+            # Taken but not yet written: the fast path must wait its turn.
+            if batches:
+                self._owner_sending = True
             return batches
 
     def get(self, timeout: float | None = None) -> list[dict]:
@@ -338,6 +371,7 @@ class Follower:
         # Replayed events the reader can get elsewhere (a page's later pages).
         self.already_has = already_has or (lambda event: False)
         self._seen: dict[str, None] = {}
+        self._seen_lock = threading.Lock()
         self._last_batch = 0.0
 
     def missed(self, limit: int | None = None) -> tuple[list[dict], bool]:
@@ -372,15 +406,27 @@ class Follower:
         shared = batches[0] if len(batches) == 1 and not replayed and len(fresh) == len(batches[0]) else None
         return Delivery(fresh, shared)
 
+    def take(self, batch: Batch, write: Callable[["Delivery"], None]) -> None:
+        """Hand a batch over directly (see `Subscription.direct`): `write`
+        gets what is new to this reader, and only once it has returned are
+        those events counted as delivered, so a failed write loses nothing."""
+        with self._seen_lock:
+            fresh = [e for e in sorted(batch, key=lambda e: e["id"]) if e["id"] not in self._seen]
+        if fresh:
+            write(Delivery(fresh, batch if len(fresh) == len(batch) else None))
+            self._fresh(fresh)
+
     def _fresh(self, events: list[dict]) -> list[dict]:
-        fresh = [e for e in sorted(events, key=lambda e: e["id"]) if e["id"] not in self._seen]
-        for event in fresh:
-            self._seen[event["id"]] = None
-        while len(self._seen) > self.SEEN_MAX:
-            del self._seen[next(iter(self._seen))]
-        if fresh and (self.newest is None or fresh[-1]["id"] > self.newest):
-            self.newest = fresh[-1]["id"]
-        return fresh
+        """The events this reader has not had yet, from now on counted as had."""
+        with self._seen_lock:  # the owner and the hub's fast path both get here
+            fresh = [e for e in sorted(events, key=lambda e: e["id"]) if e["id"] not in self._seen]
+            for event in fresh:
+                self._seen[event["id"]] = None
+            while len(self._seen) > self.SEEN_MAX:
+                del self._seen[next(iter(self._seen))]
+            if fresh and (self.newest is None or fresh[-1]["id"] > self.newest):
+                self.newest = fresh[-1]["id"]
+            return fresh
 
     def close(self) -> None:
         self.subscription.unsubscribe()

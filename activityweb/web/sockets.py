@@ -12,12 +12,14 @@ shuts down (1012), so pages come back after a deploy.
 """
 from __future__ import annotations
 
+import _socket
 import contextlib
 import json
 import socket
 import threading
+from functools import partial
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, copy_current_request_context, current_app, g, render_template, request
 from wsproto.frame_protocol import FrameProtocol
 
 from .. import live, store
@@ -63,16 +65,71 @@ class _SerialSocket:
     simple-websocket writes with `sock.send`, which may write only part of a
     large frame, and writes pings from its reader thread while we write
     frames from ours. Here every write is whole (`sendall`) and one at a time.
+
+    `send_now` is the live fast path: the hub's fan-out writes a shared frame
+    to each idle socket itself, without waking the socket's own sender (a
+    greenlet switch and a wake-up per socket per batch were most of the cost
+    of a fan-out). It never waits: if the socket is busy it declines, and if
+    the kernel takes only part of the frame the rest is kept for the owner's
+    `flush`, ahead of any other write.
     """
 
     def __init__(self, sock):
         self._sock = sock
         self._lock = threading.Lock()
+        self._rest = b""
+        self.on_rest = None  # called when a fast write left bytes for `flush`
+        # The C-level socket for a send that cannot block. Only plain TCP
+        # sockets without a timeout (gevent's are non-blocking underneath; a
+        # blocking one has none): with TLS, bytes must go through the TLS layer.
+        raw = getattr(sock, "_sock", sock)
+        plain = isinstance(raw, _socket.socket) and not hasattr(sock, "cipher") and not raw.gettimeout()
+        self._raw = raw if plain else None
+
+    @property
+    def can_send_now(self) -> bool:
+        return self._raw is not None
 
     def send(self, data: bytes) -> int:
         with self._lock:
+            if self._rest:
+                self._sock.sendall(self._rest)
+                self._rest = b""
             self._sock.sendall(data)
         return len(data)
+
+    def flush(self) -> None:
+        """Write what a fast write left over (blocking, in the owner's thread)."""
+        if self._rest:
+            self.send(b"")
+
+    def send_now(self, data: bytes) -> None:
+        """Write `data` without waiting; the caller holds `try_hold()`.
+        What the kernel does not take now is kept for `flush`."""
+        try:
+            try:
+                sent = _socket.socket.send(self._raw, data, _socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # the client went; its reader notices and ends the stream
+            if sent < len(data):
+                self._rest = data[sent:]
+        finally:
+            if self._rest and self.on_rest is not None:
+                self.on_rest()
+
+    @contextlib.contextmanager
+    def try_hold(self):
+        """Hold the socket if no write is in progress and nothing is left
+        over; yields whether it is held."""
+        if not self._lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield not self._rest
+        finally:
+            self._lock.release()
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -157,6 +214,16 @@ def _event_id(value) -> str | None:
     return value if isinstance(value, str) and is_uuid(value) else None
 
 
+def _write_directly(sock: _SerialSocket, follower: live.Follower, render_frames, render_key, batch) -> bool:
+    """The hub's fast path for one socket (see `_SerialSocket`). Rendering
+    runs in a copy of the socket's request context (templates build URLs),
+    once per batch and filter: the frames are shared."""
+    with sock.try_hold() as held:
+        if held:
+            follower.take(batch, lambda delivery: sock.send_now(delivery.rendered(render_key, render_frames)))
+        return held
+
+
 def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | None) -> None:
     """Send what was missed, then new events, until the client goes.
 
@@ -167,23 +234,34 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
     missed, truncated = follower.missed(limit=replay_limit)
     db.session.remove()  # a long wait follows: give the connection back
     grace = current_app.config["LIVE_STUCK_SECONDS"]
-    follower.subscription.on_overflow = lambda: _drop_if_stuck(ws, grace)
+    subscription = follower.subscription
+    subscription.on_overflow = lambda: _drop_if_stuck(ws, grace)
     stopping = current_app.extensions["activityweb.stopping"]
     # Wake the wait below the moment the client goes, so the connection is
     # released now rather than at the next idle check.
     threading.Thread(target=_wake_when_closed, args=(ws, follower.subscription), daemon=True).start()
+    def framed(delivery):
+        return delivery.rendered(render_key, lambda batch: frames(render(batch))) if delivery else b""
+
     try:
         if truncated:
             ws.sock.send(frames(render_template("feed/_stale.html")))
         elif missed:
             ws.sock.send(frames(render(missed)))
+        if follower.window == 0 and ws.sock.can_send_now:
+            # The hub coalesces (PostgreSQL): let its fan-out write to us directly.
+            ws.sock.on_rest = subscription.wake
+            subscription.direct = partial(_write_directly, ws.sock, follower,
+                                          copy_current_request_context(lambda batch: frames(render(batch))), render_key)
         while ws.connected:
             if stopping.is_set():
                 close(ws, CLOSE_SERVICE_RESTART, "server restarting; reconnect")
                 return
             delivery = follower.next(timeout=IDLE_CHECK_SECONDS)
+            ws.sock.flush()
             if delivery:
-                ws.sock.send(delivery.rendered(render_key, lambda batch: frames(render(batch))))
+                ws.sock.send(framed(delivery))
+            subscription.done_sending()
     except live.SlowConsumer:
         close(ws, CLOSE_TRY_AGAIN, "fell behind; reconnect")
     except OSError:
