@@ -156,3 +156,42 @@ def test_postgres_hub_hears_commits_from_any_connection(backend, tmp_path, reque
         assert [e["title"] for e in got] == ["match"]
     finally:
         teardown_app(app)
+
+
+def test_a_fast_write_never_blocks_and_keeps_what_the_kernel_did_not_take():
+    """The fan-out's direct write (web/sockets.py): a full socket takes part
+    of a frame; the rest goes first on the owner's next write, whole and in
+    order, and until then the fast path declines."""
+    import socket
+    import threading
+
+    from activityweb.web.sockets import _SerialSocket
+
+    ours, theirs = socket.socketpair()
+    woken = []
+    sock = _SerialSocket(ours)
+    sock.on_rest = lambda: woken.append(True)
+    assert sock.can_send_now
+    frame = bytes(range(256)) * 16_384  # 4 MB: more than a socketpair buffers
+    with sock.try_hold() as held:
+        assert held
+        sock.send_now(frame)  # returns at once, whatever the kernel took
+    assert woken == [True]
+    with sock.try_hold() as held:
+        assert not held  # bytes are left over: nothing may overtake them
+    received = bytearray()
+
+    def read():
+        while len(received) < len(frame) + 5:
+            received.extend(theirs.recv(1 << 16))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sock.flush()
+    sock.send(b"after")
+    reader.join(timeout=10)
+    assert bytes(received) == frame + b"after"
+    with sock.try_hold() as held:
+        assert held
+    ours.close()
+    theirs.close()
