@@ -92,6 +92,7 @@ class Subscription:
             finally:
                 with self._cond:
                     self._direct_sending = False
+                    self._cond.notify_all()
         first_overflow = False
         with self._cond:
             if self.closed:
@@ -150,6 +151,11 @@ class Subscription:
     def unsubscribe(self) -> None:
         with self._cond:
             self.closed = True
+            # A direct write in flight finishes before the owner may close
+            # the socket: a closed descriptor's number can be reused at once
+            # by another client's connection.
+            while self._direct_sending:
+                self._cond.wait(1.0)
             self._batches.clear()
             self._pending = 0
             self._cond.notify()

@@ -195,3 +195,30 @@ def test_a_fast_write_never_blocks_and_keeps_what_the_kernel_did_not_take():
         assert held
     ours.close()
     theirs.close()
+
+
+def test_unsubscribe_waits_for_a_direct_write_in_flight():
+    """The owner closes its socket after unsubscribing; a fan-out still
+    writing to it then could write into a reused descriptor."""
+    hub = live.MemoryHub()
+    sub = hub.subscribe(1, flt())
+    writing, release, order = threading.Event(), threading.Event(), []
+
+    def direct(batch):
+        writing.set()
+        release.wait(5)
+        order.append("written")
+        return True
+
+    sub.direct = direct
+    fan_out = threading.Thread(target=hub.fan_out, args=(1, [act()]))
+    fan_out.start()
+    assert writing.wait(5)
+    closer = threading.Thread(target=lambda: (sub.unsubscribe(), order.append("unsubscribed")))
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting for the write
+    release.set()
+    closer.join(5)
+    fan_out.join(5)
+    assert order == ["written", "unsubscribed"]
