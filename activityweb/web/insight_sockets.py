@@ -43,7 +43,8 @@ def conversation_socket(ws, conversation_id: str):
             db.session.remove()  # back to waiting: give the connection back
 
     flt = ActivityFilter(conversation_id=(conversation_id,))
-    follow(ws, flt, anything_missed, render, ("timeline", tenant_id, conversation_id))
+    # The render reads the database, so the socket's own sender does it, not the hub's fan-out.
+    follow(ws, flt, anything_missed, render, ("timeline", tenant_id, conversation_id), direct=False)
 
 
 @sock.route("/unread/ws", bp=bp)
@@ -67,7 +68,7 @@ def anything_missed(tenant_id: int, flt: ActivityFilter, since: str, limit: int 
 
 
 def follow(ws, flt: ActivityFilter, replay, render, render_key, *, replay_limit: int | None = None,
-           already_has=None) -> None:
+           already_has=None, direct: bool = True) -> None:
     """Say hello, then stream; `already_has(hello, event)`: replayed events the page has."""
     serve_socket(ws)
     hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
@@ -75,6 +76,6 @@ def follow(ws, flt: ActivityFilter, replay, render, render_key, *, replay_limit:
                              window=current_app.config["LIVE_WINDOW"],
                              already_has=already_has and (lambda event: already_has(hello, event)))
     try:
-        stream(ws, follower, render, render_key, replay_limit=replay_limit)
+        stream(ws, follower, render, render_key, replay_limit=replay_limit, direct=direct)
     finally:
         follower.close()

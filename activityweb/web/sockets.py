@@ -224,12 +224,15 @@ def _write_directly(sock: _SerialSocket, follower: live.Follower, render_frames,
         return held
 
 
-def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | None) -> None:
+def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | None, *,
+           direct: bool = True) -> None:
     """Send what was missed, then new events, until the client goes.
 
     `render(events)` turns a batch into a message or a list of messages;
     sockets whose render shares a `render_key` share renderings (and framed
     bytes) of a batch. Used by the dashboard socket and the JSON `/ws`.
+    `direct=False` keeps the hub's fast path away: for a render that queries
+    the database, which should not run in the fan-out loop.
     """
     missed, truncated = follower.missed(limit=replay_limit)
     db.session.remove()  # a long wait follows: give the connection back
@@ -248,7 +251,7 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
             ws.sock.send(frames(render_template("feed/_stale.html")))
         elif missed:
             ws.sock.send(frames(render(missed)))
-        if follower.window == 0 and ws.sock.can_send_now:
+        if direct and follower.window == 0 and ws.sock.can_send_now:
             # The hub coalesces (PostgreSQL): let its fan-out write to us directly.
             ws.sock.on_rest = subscription.wake
             subscription.direct = partial(_write_directly, ws.sock, follower,
