@@ -81,6 +81,7 @@ class Subscription:
         self.direct: Callable[[Batch], bool] | None = None
         self._owner_sending = False  # the owner took batches and has not written them yet
         self._direct_sending = False
+        self._woken = False  # a wake() not yet seen by get_batches: never lost
 
     def _offer(self, batch: Batch) -> None:
         if self.direct is not None and self._claim():
@@ -116,6 +117,17 @@ class Subscription:
             self._direct_sending = True
             return True
 
+    def take_stale(self) -> bool:
+        """Whether the hub lost events since (the owner must replay); if so
+        the owner holds the socket until `done_sending`, so nothing newer
+        goes out directly ahead of the replay."""
+        with self._cond:
+            if not self.stale:
+                return False
+            self.stale = False
+            self._owner_sending = True
+            return True
+
     def done_sending(self) -> None:
         """The owner has written what it took (see `get_batches`)."""
         with self._cond:
@@ -127,15 +139,18 @@ class Subscription:
             self._cond.notify()
 
     def wake(self) -> None:
-        """Make a blocked `get` return now (the owner has something else to do)."""
+        """Make `get` return now (the owner has something else to do), or at
+        once the next time it is called if the owner is not waiting yet."""
         with self._cond:
+            self._woken = True
             self._cond.notify()
 
     def get_batches(self, timeout: float | None = None) -> list[Batch]:
         """Wait up to `timeout` for events; returns every pending batch (maybe none)."""
         with self._cond:
-            if not self._batches and not (self.overflowed or self.stale or self.closed):
+            if not self._batches and not (self.overflowed or self.stale or self.closed or self._woken):
                 self._cond.wait(timeout)
+            self._woken = False
             batches = list(self._batches)
             self._batches.clear()
             self._pending = 0
@@ -374,6 +389,7 @@ class Follower:
         # A hub that already gathers commits per window needs no second
         # window here: waiting again would only add jitter to every socket.
         self.window = 0 if source.windowed else window
+        self.hub_coalesces = source.windowed
         # Replayed events the reader can get elsewhere (a page's later pages).
         self.already_has = already_has or (lambda event: False)
         self._seen: dict[str, None] = {}
@@ -394,9 +410,8 @@ class Follower:
         sub = self.subscription
         batches = sub.get_batches(timeout)
         replayed: list[dict] = []
-        if sub.stale:
-            sub.stale = False
-            replayed = self.missed()[0]
+        if sub.take_stale():
+            replayed = self.missed()[0]  # already counted as had
         elif batches and self.window:
             wait = self._last_batch + self.window - time.monotonic()
             if wait > 0:
@@ -405,7 +420,7 @@ class Follower:
         if sub.overflowed:
             raise SlowConsumer()
         offered = [event for batch in batches for event in batch]
-        fresh = self._fresh(replayed + offered)
+        fresh = sorted(replayed + self._fresh(offered), key=lambda e: e["id"]) if replayed else self._fresh(offered)
         if fresh:
             self._last_batch = time.monotonic()
         # The common case: exactly one shared batch, all of it new to us.

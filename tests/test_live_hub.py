@@ -222,3 +222,54 @@ def test_unsubscribe_waits_for_a_direct_write_in_flight():
     closer.join(5)
     fan_out.join(5)
     assert order == ["written", "unsubscribed"]
+
+
+def test_after_the_hub_lost_events_the_follower_replays_them():
+    """A listener that reconnects marks every subscriber stale; the next
+    delivery brings what was committed meanwhile (with anything new), once."""
+    hub = live.MemoryHub()
+    first, lost, new = act(), act(), act()
+    stored = [first, lost]
+
+    def replay(tenant_id, f, since, limit):
+        return [e for e in stored if e["id"] > since], False
+
+    follower = live.Follower(1, flt(), first["id"], replay=replay, window=0, via=hub)
+    try:
+        hub._mark_all_stale()
+        stored.append(new)
+        hub.delivered(1, [new])
+        assert [e["id"] for e in follower.next(1)] == [lost["id"], new["id"]]
+        assert follower.newest == new["id"]
+        assert list(follower.next(0)) == []
+    finally:
+        follower.close()
+
+
+def test_a_wake_before_the_owner_waits_is_not_lost():
+    """The fast path wakes the owner to flush a frame's rest; if the owner
+    was not waiting at that moment, its next wait must return at once."""
+    hub = live.MemoryHub()
+    sub = hub.subscribe(1, flt())
+    sub.wake()
+    started = time.perf_counter()
+    assert sub.get(5) == []
+    assert time.perf_counter() - started < 1
+    try:
+        sub.get(0.05)  # the wake was used up: this one waits its time out
+    finally:
+        sub.unsubscribe()
+
+
+def test_nothing_is_written_directly_after_a_close_frame():
+    import socket
+
+    from activityweb.web.sockets import _SerialSocket
+
+    ours, theirs = socket.socketpair()
+    sock = _SerialSocket(ours)
+    sock.send(b"\x88\x02\x03\xe8")  # Close, 1000
+    with sock.try_hold() as held:
+        assert not held
+    ours.close()
+    theirs.close()

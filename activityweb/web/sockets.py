@@ -78,6 +78,7 @@ class _SerialSocket:
         self._sock = sock
         self._lock = threading.Lock()
         self._rest = b""
+        self._closing = False  # a Close frame went out: no data may follow it
         self.on_rest = None  # called when a fast write left bytes for `flush`
         # The C-level socket for a send that cannot block. Only plain TCP
         # sockets without a timeout (gevent's are non-blocking underneath; a
@@ -95,6 +96,8 @@ class _SerialSocket:
             if self._rest:
                 self._sock.sendall(self._rest)
                 self._rest = b""
+            if data[:1] == _CLOSE_FRAME_START:
+                self._closing = True
             self._sock.sendall(data)
         return len(data)
 
@@ -127,7 +130,7 @@ class _SerialSocket:
             yield False
             return
         try:
-            yield not self._rest
+            yield not self._rest and not self._closing
         finally:
             self._lock.release()
 
@@ -142,12 +145,15 @@ def serve_socket(ws):
 
 # Server frames are never masked, so the bytes of a message are the same for
 # every socket: a batch is framed once (by wsproto) and written to each.
-# Whole messages (fin=True) leave the protocol object with no state.
-_framer = FrameProtocol(client=False, extensions=[])
-
-
+# A framer per call: wsproto's keeps per-message state, and under threads two
+# batches may be framed at once.
 def frames(messages: str | list[str]) -> bytes:
-    return b"".join(_framer.send_data(m, fin=True) for m in ([messages] if isinstance(messages, str) else messages))
+    framer = FrameProtocol(client=False, extensions=[])
+    return b"".join(framer.send_data(m, fin=True) for m in ([messages] if isinstance(messages, str) else messages))
+
+
+# The first byte of a final Close frame (FIN + opcode 8), as simple-websocket and wsproto write it.
+_CLOSE_FRAME_START = b"\x88"
 
 
 def _drop_if_stuck(ws, grace: float):
@@ -251,7 +257,7 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
             ws.sock.send(frames(render_template("feed/_stale.html")))
         elif missed:
             ws.sock.send(frames(render(missed)))
-        if direct and follower.window == 0 and ws.sock.can_send_now:
+        if direct and follower.hub_coalesces and ws.sock.can_send_now:
             # The hub coalesces (PostgreSQL): let its fan-out write to us directly.
             ws.sock.on_rest = subscription.wake
             subscription.direct = partial(_write_directly, ws.sock, follower,
