@@ -93,7 +93,8 @@ class Subscription:
             finally:
                 with self._cond:
                     self._direct_sending = False
-                    self._cond.notify_all()
+                    if self.closed:  # unsubscribe() waits for us; otherwise wake no one (the owner sleeps on)
+                        self._cond.notify_all()
         first_overflow = False
         with self._cond:
             if self.closed:
