@@ -137,12 +137,6 @@ def feed_socket_url(flt: ActivityFilter) -> str:
     return socket_path("feed_socket.feed_socket", **filter_args(flt))
 
 
-def time_tag(moment: datetime) -> Markup:
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        iso(moment), absolute_time(moment), relative_time(moment)
-    )
-
-
 def tenant_choices(principal) -> list[tuple[int, str, str]]:
     from ..auth import memberships_of
 
@@ -152,7 +146,7 @@ def tenant_choices(principal) -> list[tuple[int, str, str]]:
 def register(app) -> None:
     app.jinja_env.filters.update(
         relative_time=relative_time, absolute_time=absolute_time, duration=duration,
-        pretty_json=pretty_json, iso=iso, time_tag=time_tag, unread_label=unread_label,
+        pretty_json=pretty_json, iso=iso, unread_label=unread_label,
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
