@@ -208,7 +208,7 @@ def _read_password() -> str:
 @users_group.command("create")
 @click.option("--email", required=True)
 @click.option("--tenant", required=True, help="Tenant slug the user joins.")
-@click.option("--role", type=click.Choice(["viewer", "admin"]), default="viewer", show_default=True)
+@click.option("--role", type=click.Choice(sorted(auth.ROLE_SCOPES)), default="viewer", show_default=True)
 def users_create(email: str, tenant: str, role: str):
     """Create a user (password prompted, or read from stdin), or add an
     existing user to another tenant."""
@@ -239,7 +239,7 @@ def export_command(tenant: str, fmt: str, where: str, output):
         raise click.ClickException(exc.message) from None
     if flt.read is not None:
         raise click.ClickException("read: read state is a reader's; the command line has none")
-    for chunk in export.WRITERS[fmt](store.stream_activities(target.id, flt), target.slug):
+    for chunk in export.exported(target.id, target.slug, flt, fmt):
         output.write(chunk)
 
 

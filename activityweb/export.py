@@ -74,14 +74,15 @@ def ndjson_lines(events: Iterable[dict], slug: str) -> Iterator[str]:
 WRITERS = {"csv": csv_lines, "ndjson": ndjson_lines}
 
 
-def exported(principal, flt: ActivityFilter, fmt: str) -> Iterator[str]:
-    """The export of what `flt` matches for this principal, in chunks of text."""
-    events = store.stream_activities(principal.tenant_id, flt, store.reader_of(principal))
-    return WRITERS[fmt](events, principal.tenant_slug)
+def exported(tenant_id: int, slug: str, flt: ActivityFilter, fmt: str, reader=None) -> Iterator[str]:
+    """The export of what `flt` matches in a tenant, in chunks of text
+    (`reader`: whose read state a `read` filter means)."""
+    return WRITERS[fmt](store.stream_activities(tenant_id, flt, reader), slug)
 
 
 def export_response(principal, flt: ActivityFilter, fmt: str) -> Response:
     """A streamed download of `exported`."""
     name = f"activities-{principal.tenant_slug}-{utcnow():%Y%m%dT%H%M%SZ}.{fmt}"
-    return Response(stream_with_context(exported(principal, flt, fmt)), content_type=FORMATS[fmt],
+    chunks = exported(principal.tenant_id, principal.tenant_slug, flt, fmt, store.reader_of(principal))
+    return Response(stream_with_context(chunks), content_type=FORMATS[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

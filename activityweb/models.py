@@ -68,9 +68,6 @@ class Tenant(db.Model):
     tokens = relationship("ApiToken", back_populates="tenant")
 
 
-ROLES = ("viewer", "admin")
-
-
 class User(db.Model):
     """A person who signs in to the dashboard. Passwords are hashed with
     werkzeug (scrypt); the email is stored lower-cased."""

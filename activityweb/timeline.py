@@ -129,10 +129,3 @@ def build(events: list[dict]) -> list[Step]:
             elif step.spawns_subagents:
                 spawners.append(step)
     return top
-
-
-def walk(steps: list[Step]):
-    """Every step, depth first, in timeline order."""
-    for step in steps:
-        yield step
-        yield from walk(step.steps)
