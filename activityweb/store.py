@@ -27,7 +27,7 @@ from .extensions import db
 from .ids import is_uuid, uuid7, uuid7_floor, uuid7_time
 from .models import ACTIVITY_FIELDS, Activity, PruneRun, ReadCursor, ReadMark, Tenant, utcnow
 from .schemas import ActivityFilter, bad_request, encode_cursor
-from .timeline import ConversationSummary
+from .timeline import ConversationSummary, Timeline
 
 activities = Activity.__table__
 read_cursors = ReadCursor.__table__
@@ -637,6 +637,12 @@ def conversation(tenant_id: int, conversation_id: str, limit: int = CONVERSATION
     )
     events = [_public(r) for r in db.session.execute(query).mappings()]
     return events[:limit], len(events) > limit
+
+
+def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | None:
+    """The conversation as a timeline, or None if the tenant has no event in it."""
+    events, truncated = conversation(tenant_id, conversation_id)
+    return Timeline.of(conversation_id, events, truncated) if events else None
 
 
 def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -> list[ConversationSummary]:

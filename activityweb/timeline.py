@@ -129,3 +129,18 @@ def build(events: list[dict]) -> list[Step]:
             elif step.spawns_subagents:
                 spawners.append(step)
     return top
+
+
+@dataclass
+class Timeline:
+    """One conversation as drawn: its summary and its steps (the page, its
+    socket and the API all start from this)."""
+
+    conversation_id: str
+    summary: ConversationSummary
+    steps: list[Step]
+    truncated: bool  # the conversation has more events than were read
+
+    @classmethod
+    def of(cls, conversation_id: str, events: list[dict], truncated: bool) -> "Timeline":
+        return cls(conversation_id, ConversationSummary.of(conversation_id, events), build(events), truncated)

@@ -4,7 +4,7 @@ from flask import g, jsonify, request
 from .. import store
 from ..auth import require
 from ..schemas import ApiError, activity_json, iso, parse_filter, parse_limit
-from ..timeline import ConversationSummary, Step, build
+from ..timeline import ConversationSummary, Step
 from . import bp
 
 
@@ -19,13 +19,12 @@ def list_conversations():
 @bp.get("/conversations/<conversation_id>")
 @require("read")
 def get_conversation(conversation_id: str):
-    events, truncated = store.conversation(g.principal.tenant_id, conversation_id)
-    if not events:
+    timeline = store.conversation_timeline(g.principal.tenant_id, conversation_id)
+    if timeline is None:
         raise ApiError(404, "not_found", f"No conversation {conversation_id!r} in this tenant.")
     slug = g.principal.tenant_slug
-    return jsonify({**summary_json(ConversationSummary.of(conversation_id, events)),
-                    "truncated": truncated,
-                    "steps": [step_json(s, slug) for s in build(events)]})
+    return jsonify({**summary_json(timeline.summary), "truncated": timeline.truncated,
+                    "steps": [step_json(s, slug) for s in timeline.steps]})
 
 
 def summary_json(summary: ConversationSummary) -> dict:

@@ -9,7 +9,6 @@ from ..auth import web_principal
 from ..ids import uuid7_floor
 from ..models import utcnow
 from ..schemas import parse_filter
-from ..timeline import ConversationSummary, build
 from . import bp
 
 
@@ -24,17 +23,8 @@ def conversations():
 @bp.get("/conversations/<conversation_id>")
 def conversation(conversation_id: str):
     principal = web_principal()
-    timeline = timeline_context(principal.tenant_id, conversation_id)
+    timeline = store.conversation_timeline(principal.tenant_id, conversation_id)
     if timeline is None:
         abort(404, "No such conversation in this tenant.")
     return render_template("conversations/show.html", principal=principal, live_since=uuid7_floor(utcnow()),
-                           **timeline)
-
-
-def timeline_context(tenant_id: int, conversation_id: str) -> dict | None:
-    """What `conversations/_timeline.html` draws, for the page and its socket; None if there is nothing."""
-    events, truncated = store.conversation(tenant_id, conversation_id)
-    if not events:
-        return None
-    return dict(conversation_id=conversation_id, summary=ConversationSummary.of(conversation_id, events),
-                steps=build(events), truncated=truncated)
+                           **vars(timeline))

@@ -14,7 +14,6 @@ from .. import live, store
 from ..auth import check_origin, web_principal
 from ..extensions import db, sock
 from ..schemas import ActivityFilter
-from .conversations import timeline_context
 from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, no_compression, serve_socket, stream
 
 bp = Blueprint("insight_sockets", __name__)
@@ -37,8 +36,8 @@ def conversation_socket(ws, conversation_id: str):
 
     def render(_events):
         try:
-            timeline = timeline_context(tenant_id, conversation_id)
-            return render_template("conversations/_timeline.html", oob=True, **timeline) if timeline else ""
+            timeline = store.conversation_timeline(tenant_id, conversation_id)
+            return render_template("conversations/_timeline.html", oob=True, **vars(timeline)) if timeline else ""
         finally:
             db.session.remove()  # back to waiting: give the connection back
 
