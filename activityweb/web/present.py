@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import url_for
 from markupsafe import Markup
 
-from ..schemas import ActivityFilter, iso
+from ..schemas import PRIORITIES, ActivityFilter, iso
 from ..store import UNREAD_COUNT_CAP
 
 # First match wins: (type prefix, family, icon). The family names a CSS class
@@ -150,4 +150,4 @@ def register(app) -> None:
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
-                                  tenant_choices=tenant_choices)
+                                  tenant_choices=tenant_choices, priorities=PRIORITIES)
