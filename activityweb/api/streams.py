@@ -14,7 +14,7 @@ from .. import live, store
 from ..auth import authenticate_api, check_origin
 from ..extensions import db, sock
 from ..schemas import ApiError, activity_json, parse_stream_args
-from ..web.sockets import no_compression, serve_socket, stream
+from ..web.sockets import follow, no_compression, serve_socket
 from . import bp
 
 KEEPALIVE_SECONDS = 15.0
@@ -80,14 +80,9 @@ def activity_socket(ws):
     """`{"type": "activity_created", "activity": {...}}` per event, one message each."""
     serve_socket(ws)
     slug = g.principal.tenant_slug
-    follower = live.Follower(g.principal.tenant_id, g.stream_filter, g.stream_since,
-                             replay=store.missed_since, window=current_app.config["LIVE_WINDOW"])
 
     def render(events):
         return [json.dumps({"type": "activity_created", "activity": activity_json(a, slug)}, separators=(",", ":"))
                 for a in events]
 
-    try:
-        stream(ws, follower, render, ("json", slug), replay_limit=None)
-    finally:
-        follower.close()
+    follow(ws, g.stream_filter, g.stream_since, render, ("json", slug))

@@ -1,20 +1,20 @@
 """Sockets beside the feed's: a conversation's timeline and the header's
 unread count, kept live.
 
-They reuse the feed socket's machinery (`live.Follower` and
+They reuse the feed socket's machinery (`sockets.follow` and
 `sockets.stream`): the page says the newest event it has, the server replays
 what it missed, then sends a message per batch of new events. What differs is
 the message, rendered once per batch for every socket that shares it.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, render_template
+from flask import Blueprint, g, render_template
 
-from .. import live, store
+from .. import store
 from ..auth import check_origin, web_principal
 from ..extensions import db, sock
 from ..schemas import ActivityFilter
-from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, no_compression, serve_socket, stream
+from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, follow, no_compression, serve_socket
 
 bp = Blueprint("insight_sockets", __name__)
 
@@ -43,7 +43,7 @@ def conversation_socket(ws, conversation_id: str):
 
     flt = ActivityFilter(conversation_id=(conversation_id,))
     # The render reads the database, so the socket's own sender does it, not the hub's fan-out.
-    follow(ws, flt, anything_missed, render, ("timeline", tenant_id, conversation_id), direct=False)
+    follow_with_hello(ws, flt, render, ("timeline", tenant_id, conversation_id), replay=anything_missed, direct=False)
 
 
 @sock.route("/unread/ws", bp=bp)
@@ -56,7 +56,7 @@ def unread_socket(ws):
     def render(events):
         return render_template("reading/_arrived.html", ids=[e["id"] for e in events])
 
-    follow(ws, ActivityFilter(), store.missed_since, render, "unread", replay_limit=REPLAY_LIMIT,
+    follow_with_hello(ws, ActivityFilter(), render, "unread", replay_limit=REPLAY_LIMIT,
            already_has=lambda hello, event: hello.page_since is not None and event["id"] <= hello.page_since)
 
 
@@ -66,15 +66,10 @@ def anything_missed(tenant_id: int, flt: ActivityFilter, since: str, limit: int 
     return events, False
 
 
-def follow(ws, flt: ActivityFilter, replay, render, render_key, *, replay_limit: int | None = None,
-           already_has=None, direct: bool = True) -> None:
-    """Say hello, then stream; `already_has(hello, event)`: replayed events the page has."""
+def follow_with_hello(ws, flt: ActivityFilter, render, render_key, *, replay=None, replay_limit: int | None = None,
+                      already_has=None, direct: bool = True) -> None:
+    """Say hello, then follow; `already_has(hello, event)`: replayed events the page has."""
     serve_socket(ws)
     hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
-    follower = live.Follower(g.principal.tenant_id, flt, hello.since, replay=replay,
-                             window=current_app.config["LIVE_WINDOW"],
-                             already_has=already_has and (lambda event: already_has(hello, event)))
-    try:
-        stream(ws, follower, render, render_key, replay_limit=replay_limit, direct=direct)
-    finally:
-        follower.close()
+    follow(ws, flt, hello.since, render, render_key, replay=replay, replay_limit=replay_limit,
+           already_has=already_has and (lambda event: already_has(hello, event)), direct=direct)

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import url_for
-from markupsafe import Markup
 
 from ..schemas import PRIORITIES, ActivityFilter, iso
 from ..store import UNREAD_COUNT_CAP

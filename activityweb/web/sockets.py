@@ -277,13 +277,21 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
         pass  # the client went away mid-write
 
 
+def follow(ws, flt, since: str | None, render, render_key, *, replay=None, replay_limit: int | None = None,
+           already_has=None, direct: bool = True) -> None:
+    """Stream the caller's tenant's events that `flt` matches, from after
+    `since`, until the client goes (see `stream`). Every live socket ends here."""
+    follower = live.Follower(g.principal.tenant_id, flt, since, replay=replay or store.missed_since,
+                             window=current_app.config["LIVE_WINDOW"], already_has=already_has)
+    try:
+        stream(ws, follower, render, render_key, replay_limit, direct=direct)
+    finally:
+        follower.close()
+
+
 @sock.route("/feed/ws", bp=bp)
 def feed_socket(ws):
     serve_socket(ws)
     hello = Hello(ws.receive(timeout=HELLO_TIMEOUT))
-    follower = live.Follower(g.principal.tenant_id, g.feed_filter, hello.since, replay=store.missed_since,
-                             window=current_app.config["LIVE_WINDOW"], already_has=hello.already_has)
-    try:
-        stream(ws, follower, live_message, "feed", REPLAY_LIMIT)
-    finally:
-        follower.close()
+    follow(ws, g.feed_filter, hello.since, live_message, "feed", replay_limit=REPLAY_LIMIT,
+           already_has=hello.already_has)
