@@ -639,6 +639,20 @@ def conversation(tenant_id: int, conversation_id: str, limit: int = CONVERSATION
     return events[:limit], len(events) > limit
 
 
+def occurred_times(tenant_id: int, source: str, keys: set[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+    """When the newest event of each (type, correlation_id) from `source`
+    occurred, for the keys that have one: how finishes find their starts."""
+    if not keys:
+        return {}
+    c = activities.c
+    rows = db.session.execute(
+        sa.select(c.type, c.correlation_id, sa.func.max(c.occurred_at))
+        .where(c.tenant_id == tenant_id, c.source == source,
+               c.correlation_id.in_({key for _, key in keys}), c.type.in_({kind for kind, _ in keys}))
+        .group_by(c.type, c.correlation_id))
+    return {(kind, key): at for kind, key, at in rows if (kind, key) in keys}
+
+
 def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | None:
     """The conversation as a timeline, or None if the tenant has no event in it."""
     events, truncated = conversation(tenant_id, conversation_id)

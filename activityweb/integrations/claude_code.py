@@ -36,7 +36,7 @@ from typing import Callable
 from flask import current_app
 
 from .. import store
-from ..schemas import MAX_TITLE, ActivityFilter, ApiError
+from ..schemas import MAX_TITLE, ApiError
 from .redact import Redactor, redactor
 from .shaping import (
     build_event,
@@ -110,11 +110,15 @@ def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
     config = current_app.config
     masker = redactor(tuple(config.get("REDACT_PATTERNS") or ()))
     max_chars = config["CLAUDE_CODE_MAX_FIELD_CHARS"]
-    # Starts earlier in this body are not stored yet; pair with them first.
+    # The stored starts every finish in the body pairs with, in one query;
+    # starts earlier in this body are not stored yet, so they come first.
+    wanted = {(FINISHES[name][0], key) for payload in payloads
+              if (name := payload["hook_event_name"].strip()) in FINISHES and (key := _shared_id(name, payload))}
+    stored = store.occurred_times(tenant_id, SOURCE, wanted)
     started_here: dict[tuple[str, str], datetime] = {}
 
     def started_at(start_type: str, key: str) -> datetime | None:
-        return started_here.get((start_type, key)) or _stored_start(tenant_id, start_type, key)
+        return started_here.get((start_type, key)) or stored.get((start_type, key))
 
     events = []
     for payload in payloads:
@@ -144,12 +148,6 @@ def _payloads(parsed) -> tuple[list[dict], bool]:
             raise ApiError(422, "validation_error", "A hook payload names its event in `hook_event_name`.",
                            [{"field": prefix + "hook_event_name", "message": "is required"}])
     return payloads, is_batch
-
-
-def _stored_start(tenant_id: int, start_type: str, key: str) -> datetime | None:
-    flt = ActivityFilter(type=(start_type,), source=(SOURCE,), correlation_id=(key,))
-    page = store.list_activities(tenant_id, flt, limit=1)
-    return page.items[0]["occurred_at"] if page.items else None
 
 
 def to_activity(
