@@ -888,12 +888,7 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
             matching(c.entity_type, c.entity_id, entity, sa.func.count().label("n")).where(c.entity_id.is_not(None))
             .group_by(c.entity_type, c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))],
         durations=_durations(matching(c.duration_ms).where(c.duration_ms.is_not(None))),
-        tools=[(tool, _durations(matching(c.duration_ms).where(c.entity_type == "tool", c.entity_id == tool,
-                                                                c.duration_ms.is_not(None))))
-               for tool, _ in db.session.execute(
-                   matching(c.entity_id, sa.func.count().label("n"))
-                   .where(c.entity_type == "tool", c.duration_ms.is_not(None))
-                   .group_by(c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))],
+        tools=_tool_durations(matching),
     )
 
 
@@ -965,6 +960,40 @@ def _durations(values) -> Durations:
         return low + (high - low) * (rank - int(rank))
 
     return Durations(count, _ms(percentile(0.5)), _ms(percentile(0.95)), longest)
+
+
+def _tool_durations(matching) -> list[tuple[str, Durations]]:
+    """`Durations` of the TOP most timed tools, in one grouped query
+    (PostgreSQL), or two on SQLite: the counts, then only the rows at the
+    ranks the percentiles need, numbered per tool by a window function."""
+    c = activities.c
+    timed = matching(c.entity_id).where(c.entity_type == "tool", c.duration_ms.is_not(None))
+    grouped = (timed.add_columns(sa.func.count().label("n"), sa.func.max(c.duration_ms))
+               .group_by(c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))
+    if _dialect() == "postgresql":
+        rows = db.session.execute(grouped.add_columns(
+            sa.func.percentile_cont(0.5).within_group(c.duration_ms),
+            sa.func.percentile_cont(0.95).within_group(c.duration_ms)))
+        return [(tool, Durations(n, _ms(p50), _ms(p95), longest)) for tool, n, longest, p50, p95 in rows]
+    tops = db.session.execute(grouped).all()
+    if not tops:
+        return []
+    wanted = {(tool, rank) for tool, n, _ in tops for p in (0.5, 0.95)
+              for rank in (int(p * (n - 1)) + 1, min(int(p * (n - 1)) + 2, n))}
+    ranked = timed.where(c.entity_id.in_([tool for tool, _, _ in tops])).add_columns(
+        c.duration_ms, sa.func.row_number().over(partition_by=c.entity_id, order_by=c.duration_ms).label("rank"),
+    ).subquery()
+    at = {(tool, rank): value for tool, value, rank in db.session.execute(
+        sa.select(ranked.c.entity_id, ranked.c.duration_ms, ranked.c.rank)
+        .where(sa.tuple_(ranked.c.entity_id, ranked.c.rank).in_(sorted(wanted))))}
+
+    def percentile(tool: str, n: int, p: float) -> float:
+        rank = p * (n - 1)
+        low, high = at[(tool, int(rank) + 1)], at[(tool, min(int(rank) + 2, n))]
+        return low + (high - low) * (rank - int(rank))
+
+    return [(tool, Durations(n, _ms(percentile(tool, n, 0.5)), _ms(percentile(tool, n, 0.95)), longest))
+            for tool, n, longest in tops]
 
 
 def _ms(value: float | None) -> float | None:
