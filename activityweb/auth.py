@@ -308,13 +308,14 @@ def session_principal() -> Principal | None:
 
 def web_principal() -> Principal:
     """The principal of a dashboard request: everyone is the default tenant
-    in local mode; otherwise the signed-in user in their current tenant."""
-    if current_app.config.get("LOCAL_MODE"):
-        return local_principal()
-    principal = session_principal()
-    if principal is None:
-        raise SignInRequired()
-    return principal
+    in local mode; otherwise the signed-in user in their current tenant.
+    Looked up once per request: a page, its header and its partials ask."""
+    if "web_principal" not in g:
+        principal = local_principal() if current_app.config.get("LOCAL_MODE") else session_principal()
+        if principal is None:
+            raise SignInRequired()
+        g.web_principal = principal
+    return g.web_principal
 
 
 def require_admin(principal: Principal) -> None:

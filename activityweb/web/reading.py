@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import abort, redirect, render_template, request
+from flask import abort, g, redirect, render_template, request
 
 from .. import store
 from ..auth import web_principal
@@ -15,9 +15,17 @@ from . import bp
 from .present import feed_url
 
 
+def web_reader() -> store.Reader:
+    """The dashboard user's read state, one per request, so the page and the
+    header's unread count share one read of its "read up to" cursor."""
+    if "web_reader" not in g:
+        g.web_reader = store.reader_of(web_principal())
+    return g.web_reader
+
+
 @bp.post("/activities/<activity_id>/read")
 def mark_read(activity_id: str):
-    reader = store.reader_of(web_principal())
+    reader = web_reader()
     activity = store.mark_read(reader, activity_id)
     if activity is None:
         abort(404, "No such activity in this tenant.")
@@ -27,7 +35,7 @@ def mark_read(activity_id: str):
 @bp.post("/read-all")
 def mark_all_read():
     """Marks what the feed shows for its filter, up to the newest event the page has."""
-    reader = store.reader_of(web_principal())
+    reader = web_reader()
     flt = parse_filter(request.args, strict=False)
     up_to = parse_up_to(request.form)
     store.mark_all_read(reader, flt, up_to)
@@ -38,9 +46,9 @@ def mark_all_read():
 
 
 @bp.app_template_global()
-def unread_badge(principal) -> dict:
+def unread_badge() -> dict:
     """The header's unread count, and the receive point after which its
     socket counts arrivals (taken after the count: an event it misses is
     one too few, never one counted twice)."""
-    count = store.unread_count(store.reader_of(principal))
+    count = store.unread_count(web_reader())
     return {"count": count, "since": uuid7_floor(utcnow())}

@@ -7,6 +7,7 @@ from .. import store
 from ..auth import web_principal
 from ..schemas import ActivityFilter, ApiError, parse_bucket, parse_filter
 from . import bp, charts
+from .reading import web_reader
 from .views import render_page_or_partial
 
 
@@ -16,7 +17,7 @@ def stats():
     try:
         flt = parse_filter(request.args, strict=False)
         found = store.activity_stats(principal.tenant_id, flt, parse_bucket(request.args),
-                                     reader=store.reader_of(principal))
+                                     reader=web_reader())
     except ApiError as exc:  # a half-typed filter: say what is wrong where the charts would be
         return render_page_or_partial("stats/index.html", "stats/_results.html", 400, flt=ActivityFilter(),
                                       stats=None, error=exc, principal=principal)

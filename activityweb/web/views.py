@@ -11,6 +11,7 @@ from ..ids import uuid7_floor
 from ..models import utcnow
 from ..schemas import ActivityFilter, ApiError, parse_cursor, parse_filter
 from . import bp
+from .reading import web_reader
 
 PAGE_SIZE = 50
 
@@ -34,7 +35,7 @@ def feed():
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
                                       page=None, error=exc, principal=principal, live_since=None, pruned=None)
     page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after,
-                                 reader=store.reader_of(principal))
+                                 reader=web_reader())
     # Retention: the first page says when older events were deleted, and up to when.
     pruned = None if after else store.last_prune(principal.tenant_id)
     context = dict(flt=flt, page=page, error=None, principal=principal,
@@ -53,7 +54,7 @@ def export():
 @bp.get("/activities/<activity_id>")
 def activity(activity_id: str):
     principal = web_principal()
-    found = store.mark_read(store.reader_of(principal), activity_id)  # opening an event reads it, as in mail
+    found = store.mark_read(web_reader(), activity_id)  # opening an event reads it, as in mail
     if found is None:
         abort(404, "No such activity in this tenant.")
     return render_template("activities/detail.html", a=found, principal=principal)
