@@ -53,6 +53,20 @@ def bad_request(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", f"{field}: {message}", [{"field": field, "message": message}])
 
 
+def invalid_body(message: str, detail: str, field: str = "body") -> ApiError:
+    """A 422 for a body (or one field of it) that is not what the endpoint takes."""
+    return ApiError(422, "validation_error", message, [{"field": field, "message": detail}])
+
+
+def check_batch(items: list, is_batch: bool, max_batch: int, noun: str = "events") -> None:
+    """An array body holds between 1 and `max_batch` items."""
+    if is_batch and not items:
+        raise invalid_body("The batch is empty.", "empty array")
+    if len(items) > max_batch:
+        raise ApiError(422, "batch_too_large", f"A batch holds at most {max_batch} {noun}; this one has {len(items)}.",
+                       [{"field": "body", "message": f"at most {max_batch} items"}])
+
+
 # ---------------------------------------------------------------- event bodies
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -219,11 +233,7 @@ def parse_events(body: bytes, max_batch: int) -> tuple[list[dict], bool]:
         raise ApiError(422, "validation_error", f"{len(details)} invalid field(s): "
                        + ", ".join(d["field"] for d in details[:5]), details) from None
     events = parsed if is_batch else [parsed]
-    if is_batch and not events:
-        raise ApiError(422, "validation_error", "The batch is empty.", [{"field": "body", "message": "empty array"}])
-    if len(events) > max_batch:
-        raise ApiError(422, "batch_too_large", f"A batch holds at most {max_batch} events; this one has {len(events)}.",
-                       [{"field": "body", "message": f"at most {max_batch} items"}])
+    check_batch(events, is_batch, max_batch)
     return [e.model_dump() for e in events], is_batch
 
 

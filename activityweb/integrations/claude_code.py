@@ -36,7 +36,7 @@ from typing import Callable
 from flask import current_app
 
 from .. import store
-from ..schemas import MAX_TITLE, ApiError
+from ..schemas import MAX_TITLE, check_batch, invalid_body
 from .redact import Redactor, redactor
 from .shaping import (
     build_event,
@@ -132,21 +132,15 @@ def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
 def _payloads(parsed) -> tuple[list[dict], bool]:
     is_batch = isinstance(parsed, list)
     payloads = parsed if is_batch else [parsed]
-    if is_batch and not payloads:
-        raise ApiError(422, "validation_error", "The batch is empty.", [{"field": "body", "message": "empty array"}])
-    max_batch = current_app.config["MAX_BATCH"]
-    if len(payloads) > max_batch:
-        raise ApiError(422, "batch_too_large", f"A batch holds at most {max_batch} hook payloads.",
-                       [{"field": "body", "message": f"at most {max_batch} items"}])
+    check_batch(payloads, is_batch, current_app.config["MAX_BATCH"], "hook payloads")
     for index, payload in enumerate(payloads):
         prefix = f"[{index}]." if is_batch else ""
         if not isinstance(payload, dict):
-            raise ApiError(422, "validation_error", "A hook payload is a JSON object.",
-                           [{"field": prefix.rstrip(".") or "body", "message": "expected an object"}])
+            raise invalid_body("A hook payload is a JSON object.", "expected an object", prefix.rstrip(".") or "body")
         name = payload.get("hook_event_name")
         if not isinstance(name, str) or not name.strip():
-            raise ApiError(422, "validation_error", "A hook payload names its event in `hook_event_name`.",
-                           [{"field": prefix + "hook_event_name", "message": "is required"}])
+            raise invalid_body("A hook payload names its event in `hook_event_name`.", "is required",
+                               prefix + "hook_event_name")
     return payloads, is_batch
 
 

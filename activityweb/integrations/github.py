@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import ApiError
+from ..schemas import invalid_body
 from .shaping import as_data, build_event, clip, dig, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, hmac_sha256, invalid_signature, same
 
@@ -40,8 +40,7 @@ def signer(headers: Mapping[str, str], body: bytes) -> Principal:
 def events(headers: Mapping[str, str], body: bytes) -> list[dict]:
     payload = parse_json(body)
     if not isinstance(payload, dict):
-        raise ApiError(422, "validation_error", "A GitHub webhook body is a JSON object.",
-                       [{"field": "body", "message": "expected an object"}])
+        raise invalid_body("A GitHub webhook body is a JSON object.", "expected an object")
     event = snake(headers.get("X-GitHub-Event") or "unknown")
     delivery = one_line(headers.get("X-GitHub-Delivery"), 150) or digest(payload)
     fields = {**_common(payload), **MAPPERS.get(event, _other)(event, payload)}

@@ -18,7 +18,7 @@ import base64
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import ApiError
+from ..schemas import invalid_body
 from .shaping import as_data, build_event, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, hmac_sha256, invalid_signature, require_fresh, same
 
@@ -53,8 +53,7 @@ def events(body: bytes) -> list[dict]:
     parsed = parse_json(body)
     items = parsed if isinstance(parsed, list) else [parsed]
     if not all(isinstance(item, dict) for item in items):
-        raise ApiError(422, "validation_error", "A HubSpot webhook body is an array of event objects.",
-                       [{"field": "body", "message": "expected an array of objects"}])
+        raise invalid_body("A HubSpot webhook body is an array of event objects.", "expected an array of objects")
     return [_activity(item) for item in items]
 
 

@@ -26,7 +26,7 @@ import hashlib
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import ApiError
+from ..schemas import invalid_body
 from .shaping import as_data, build_event, dig, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, invalid_signature, same
 
@@ -58,8 +58,8 @@ def events(body: bytes) -> list[dict]:
             organization = message.get("OrganizationId") or message.get("organizationId")
             activities += [_record(n, organization) for n in notifications]
         else:
-            raise ApiError(422, "validation_error", "The body is neither a Platform Event nor an outbound message.",
-                           [{"field": "body", "message": "expected channel and data.payload, or Notification"}])
+            raise invalid_body("The body is neither a Platform Event nor an outbound message.",
+                               "expected channel and data.payload, or Notification")
     return activities
 
 
