@@ -78,7 +78,8 @@
 
   function showUnread(link, count) {
     link.dataset.count = count;
-    link.querySelector(".n").textContent = count > 999 ? "999+" : String(count);  // store.UNREAD_COUNT_CAP
+    var cap = Number(link.dataset.cap);  // store.UNREAD_COUNT_CAP, rendered by reading/_unread.html
+    link.querySelector(".n").textContent = count > cap ? cap + "+" : String(count);
   }
 
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {

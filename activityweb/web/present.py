@@ -149,4 +149,5 @@ def register(app) -> None:
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
-                                  tenant_choices=tenant_choices, priorities=PRIORITIES)
+                                  tenant_choices=tenant_choices, priorities=PRIORITIES,
+                                  unread_cap=UNREAD_COUNT_CAP)
