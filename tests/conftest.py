@@ -13,12 +13,16 @@ import secrets
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 import sqlalchemy as sa
 
 from activityweb import create_app
 from activityweb.extensions import db
+
+if TYPE_CHECKING:
+    from tcp_proxy import TcpProxy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -48,6 +52,26 @@ def pg_url():
     yield url
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class PgProxy(NamedTuple):
+    proxy: "TcpProxy"
+    url: str
+
+
+@pytest.fixture
+def pg_proxy(pg_migrated):
+    """A TcpProxy (tests/tcp_proxy.py) in front of the test PostgreSQL server,
+    and the SQLAlchemy URL of the test database through it: build an app on
+    `url` (`make_app(..., SQLALCHEMY_DATABASE_URI=url)`, or DATABASE_URL for a
+    gunicorn), then `proxy.cut()` / `proxy.restore()` to take the database away."""
+    from tcp_proxy import TcpProxy
+
+    direct = sa.engine.make_url(pg_migrated)
+    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
+    url = direct.set(drivername="postgresql+psycopg", host="127.0.0.1", port=proxy.port)
+    yield PgProxy(proxy, url.render_as_string(hide_password=False))
+    proxy.close()
 
 
 def migrate(app) -> None:
