@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,9 +51,9 @@ def app_env(database_url: str, **extra) -> dict:
     return env
 
 
-def flask(database_url: str, *args: str) -> str:
+def flask(database_url: str, *args: str, input: str | None = None) -> str:
     result = subprocess.run([PYTHON, "-m", "flask", *args], cwd=ROOT, env=app_env(database_url),
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, input=input)
     return result.stdout
 
 
@@ -68,12 +69,16 @@ def gunicorn(app: str, env: dict, *, workers: int = 2, port: int | None = None, 
     port = port or free_port()
     command = [PYTHON, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
                "--workers", str(workers), *extra, app]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The log goes to a file, not a pipe nobody reads: a server that logs a
+    # line per socket under load would fill a pipe and block on it.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"gunicorn exited: {log.read().decode(errors='replace')[-2000:]}")
         try:
             requests.get(base + "/healthz", timeout=0.5)
             break
@@ -90,6 +95,7 @@ def gunicorn(app: str, env: dict, *, workers: int = 2, port: int | None = None, 
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
 def row(label: str, value: str, ceiling: str = "", note: str = "") -> None:

@@ -1,182 +1,436 @@
-"""Live fan-out benchmark: N dashboard sockets, events posted at R per second.
+"""Live fan-out benchmark: ActivityWeb's two sockets beside the closest peer, in one run.
 
-Runs gunicorn with the project's gunicorn.conf.py (gevent, 2 workers) on a
-scratch PostgreSQL database in local mode, opens N feed sockets
-(`/feed/ws`, the dashboard's own socket and partials), posts single events at
-R per second for D seconds, and prints:
+For each size (sockets x events/s) and round, it measures:
+  - ActivityWeb `/ws` (the JSON stream, token auth) with the Node client
+    ../shared/bench/live_load.js in `aw` mode;
+  - ActivityWeb `/feed/ws` (the dashboard socket and its partials, a
+    signed-in session) with bench/feed_load.py, the same measure in Python;
+  - with --peer-dir, the peer (Bun + SQLite, `/stream`) with live_load.js in
+    `peer` mode, in the same round, so its figures sit beside ours.
 
-  - POST-to-receive latency p50/p99/max over every (event, socket) pair,
-  - the share of (event, socket) pairs delivered,
-  - server CPU (both workers, % of one core) and memory (RSS per worker).
+ActivityWeb runs under gunicorn with gunicorn.conf.py (gevent, 2 workers) on a
+scratch PostgreSQL database; the peer runs `bun src/index.ts` from the
+operator's copy, in a scratch directory of its own (a fresh SQLite file each
+round). Each measurement gets a fresh server, warmed by 20 POSTs. Printed per
+measurement: share delivered, POST-start-to-receive p50/p99/max over every
+(event, socket) pair, POST p50/p99, and CPU in cores (CPU seconds / wall seconds, from the first
+POST to 1 s after the last) of the server processes (gunicorn master and
+workers, or bun), of PostgreSQL's backends serving the bench database, of the
+client, and of the whole machine. Results go to bench/results/live-*.json.
 
-Usage: .venv/bin/python bench/live.py [--sockets 500] [--rate 100] [--seconds 20]
-The load generator shares this machine's cores with the server and
-PostgreSQL, so its own CPU is printed too.
+usage: .venv/bin/python bench/live.py [--sizes 500x100,1000x100] [--seconds 10] [--rounds 2]
+           [--paths ws,feed] [--peer-dir /tmp/peer/apps/server] [--client ../shared/bench/live_load.js]
+The client, both servers and PostgreSQL share this machine's cores: compare
+figures taken in one run, and note what else was running.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
+import bisect
+import datetime as dt
 import json
 import os
 import re
-import statistics
+import resource
+import shutil
+import subprocess
 import sys
-import multiprocessing
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import psutil
 import requests
-from websockets.asyncio.client import connect
+import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import app_env, gunicorn, scratch_database  # noqa: E402
+from common import PYTHON, ROOT, app_env, flask, free_port, gunicorn, make_token, scratch_database  # noqa: E402
 
-ID = re.compile(rb'data-id="([0-9a-f-]{36})"')
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-def post_events(base: str, rate: float, seconds: float, results) -> None:
-    """Post one event every 1/rate seconds; report when each was sent.
-
-    Open loop: each event is due at its own time and four senders keep the
-    rate even when a POST is slow. Runs in a process of its own so the
-    receiving sockets' event loop does not delay it through the GIL. Times
-    are wall-clock (time.time), comparable across processes on one machine.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    local = threading.local()
-    sent, errors, post_ms = {}, [0], []
-
-    def send(n):
-        session = getattr(local, "session", None) or setattr(local, "session", requests.Session()) or local.session
-        t = time.time()
-        r = session.post(base + "/api/v1/activities",
-                         json={"type": "bench.live", "title": f"Live bench {n}", "source": "bench"}, timeout=10)
-        post_ms.append((time.time() - t) * 1000)
-        if r.status_code == 201:
-            sent[r.json()["id"]] = t
-        else:
-            errors[0] += 1
-
-    interval = 1 / rate
-    start = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
-        n = 0
-        while start + n * interval < start + seconds:
-            due = start + n * interval
-            if (now := time.perf_counter()) < due:
-                time.sleep(due - now)
-            pool.submit(send, n)
-            n += 1
-    results.put((sent, errors[0], post_ms))
+DEFAULT_CLIENT = ROOT / ".." / "shared" / "bench" / "live_load.js"
+DEFAULT_NODE_MODULES = Path("/tmp/liveload/node_modules")
+FEED_CLIENT = ROOT / "bench" / "feed_load.py"
+RESULTS = ROOT / "bench" / "results"
+# live_load.js waits this long after its last POST before it reports and
+# exits; a client that reports no load window of its own is placed by it.
+CLIENT_DRAIN_SECONDS = 4.0
+# CPU is counted from the first POST to this long after the last, so the
+# deliveries of the last events are in it.
+CPU_TAIL_SECONDS = 1.0
+WARM_UP_POSTS = 20
+USER_EMAIL, USER_PASSWORD = "bench@example.com", "bench password for the live feed"
 
 
-async def run_sockets(ws_base: str, origin: str, count: int, poster, results, drain: float):
-    arrivals: list[dict[bytes, float]] = [dict() for _ in range(count)]
-    sockets = []
-    for i in range(count):
-        ws = await connect(f"{ws_base}/feed/ws", origin=origin, compression=None, max_size=None,
-                           open_timeout=30, ping_interval=None)
-        await ws.send(json.dumps({"since": None}))
-        sockets.append(ws)
-        if i % 100 == 99:
-            await asyncio.sleep(0.05)
-    closed_early = [0]
+# ------------------------------------------------------------------ CPU
 
-    async def read(i, ws):
-        got = arrivals[i]
+
+class CpuSampler:
+    """Cumulative CPU seconds of groups of processes, sampled on a thread so
+    the CPU of any window can be read afterwards. A process keeps what it used
+    while it was seen, so one that starts or ends mid-run still counts."""
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[psutil.Process]]], interval: float = 0.2):
+        self.groups, self.interval = groups, interval
+        self.seen: dict[str, dict[tuple, float]] = {name: {} for name in groups}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.peak_rss: dict[str, float] = {name: 0.0 for name in groups}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        now, totals = time.time(), {}
+        for name, processes in self.groups.items():
+            seen, rss = self.seen[name], 0
+            for process in processes():
+                try:
+                    with process.oneshot():
+                        cpu = process.cpu_times()
+                        seen[(process.pid, process.create_time())] = cpu.user + cpu.system
+                        rss += process.memory_info().rss
+                except psutil.Error:
+                    pass
+            totals[name] = sum(seen.values())
+            self.peak_rss[name] = max(self.peak_rss[name], rss / 2**20)
+        machine = psutil.cpu_times()
+        totals["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        self.samples.append((now, totals))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _at(self, t: float) -> dict[str, float]:
+        times = [s[0] for s in self.samples]
+        i = bisect.bisect_left(times, t)
+        if i == 0:
+            return self.samples[0][1]
+        if i == len(self.samples):
+            return self.samples[-1][1]
+        (t0, a), (t1, b) = self.samples[i - 1], self.samples[i]
+        share = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+        return {name: a[name] + (b[name] - a[name]) * share for name in a}
+
+    def cores(self, start: float, end: float) -> dict[str, float]:
+        a, b = self._at(start), self._at(end)
+        return {name: (b[name] - a[name]) / (end - start) for name in a}
+
+
+def tree(root: psutil.Process) -> Callable[[], list[psutil.Process]]:
+    def processes():
         try:
-            async for message in ws:
-                now = time.time()
-                for match in ID.finditer(message.encode() if isinstance(message, str) else message):
-                    got.setdefault(match.group(1), now)
-        except Exception:
-            closed_early[0] += 1
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+    return processes
 
-    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
-    await asyncio.sleep(2.0)  # all subscribed
-    poster.start()
-    # Read the poster's report before joining it: a process that has put a
-    # large object on a queue does not exit until someone reads it.
-    report = await asyncio.to_thread(results.get)
-    await asyncio.to_thread(poster.join)
-    await asyncio.sleep(drain)
-    for ws in sockets:
-        await ws.close()
-    for task in readers:
-        task.cancel()
-    return arrivals, closed_early[0], report
+
+class PostgresProcesses:
+    """The local PostgreSQL server's processes, sorted: the backends (and
+    autovacuum workers) of one database, and the server's shared processes
+    (postmaster, walwriter, checkpointer, ...), which serve every database.
+    Backends of other databases (other people's tests) are left out."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.postmasters = [p for p in psutil.process_iter(["name", "ppid"])
+                            if p.info["name"] == "postgres" and not self._is_postgres(p.info["ppid"])]
+        self.kind: dict[tuple, str] = {}
+
+    @staticmethod
+    def _is_postgres(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).name() == "postgres"
+        except psutil.Error:
+            return False
+
+    def _classify(self, process: psutil.Process) -> str:
+        key = (process.pid, process.create_time())
+        if key not in self.kind:
+            # "postgres: 15/main: <user> <database> <host>(<port>) <state>" for a
+            # client backend, "postgres: 15/main: walwriter" for a shared one.
+            title = " ".join(process.cmdline()).split(": ")[-1].split()
+            if len(title) >= 3 and re.search(r"\(\d+\)$|^\[local\]$", title[2]):
+                kind = "backend" if title[1] == self.database else "other"
+            elif title[:2] == ["autovacuum", "worker"]:
+                kind = "backend" if title[-1:] == [self.database] else "other"
+            elif title[:2] == ["parallel", "worker"]:
+                kind = "other"  # whose it is is not in the title
+            else:
+                kind = "shared"
+            self.kind[key] = kind
+        return self.kind[key]
+
+    def _of(self, kind: str) -> list[psutil.Process]:
+        found = [p for p in self.postmasters if kind == "shared"]
+        for postmaster in self.postmasters:
+            try:
+                children = postmaster.children()
+            except psutil.Error:
+                continue
+            for child in children:
+                try:
+                    if self._classify(child) == kind:
+                        found.append(child)
+                except psutil.Error:
+                    pass
+        return found
+
+    def backends(self) -> list[psutil.Process]:
+        return self._of("backend")
+
+    def shared(self) -> list[psutil.Process]:
+        return self._of("shared")
+
+
+# ------------------------------------------------------------ measuring
+
+
+def run_client(command: list[str], env: dict, groups: dict, seconds: float) -> dict:
+    """Run one load client, which prints one JSON line, sampling CPU meanwhile."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with CpuSampler(groups) as sampler:
+        started = time.time()
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 300)
+        ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command[:2])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    outcome = json.loads(lines[-1])
+    load_ended = outcome.get("load_ended", ended - CLIENT_DRAIN_SECONDS)
+    load_started = outcome.get("load_started", load_ended - seconds)
+    window = (load_started, load_ended + CPU_TAIL_SECONDS)
+    cores = sampler.cores(*window)
+    client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"client": outcome, "cpu_window_s": round(window[1] - window[0], 2),
+            "cores": {name: round(value, 3) for name, value in cores.items()},
+            "client_cores": round(client_cpu / (ended - started), 3),
+            "server_peak_rss_mb": round(sampler.peak_rss.get("server", 0.0), 1)}
+
+
+def warm_up(url: str, body: dict, headers: dict | None = None) -> None:
+    """Some POSTs, each on a connection of its own so every worker gets some:
+    a fresh server's first requests open pools and fill caches, and that is
+    not what a round measures."""
+    for _ in range(WARM_UP_POSTS):
+        answer = requests.post(url, json=body, headers={"Connection": "close", **(headers or {})}, timeout=10)
+        answer.raise_for_status()
+
+
+def node_env(node_modules: Path) -> dict:
+    return dict(os.environ, NODE_PATH=str(node_modules))
+
+
+def sign_in(base: str) -> str:
+    """The dashboard user's session cookie, as a Cookie header value."""
+    session = requests.Session()
+    page = session.get(base + "/login", timeout=10).text
+    csrf = re.search(r'name="csrf[-_]token" (?:value|content)="([^"]+)"', page).group(1)
+    answer = session.post(base + "/login", data={"email": USER_EMAIL, "password": USER_PASSWORD, "csrf_token": csrf},
+                          allow_redirects=False, timeout=10)
+    if answer.status_code != 302:
+        raise RuntimeError(f"sign-in failed: {answer.status_code}")
+    return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+
+
+def measure_ours(path: str, url: str, token: str, size: tuple[int, int], args) -> dict:
+    sockets, rate = size
+    with gunicorn("wsgi:app", app_env(url), workers=args.workers) as (base, master):
+        groups = {"server": tree(psutil.Process(master.pid))}
+        postgres = PostgresProcesses(sa.engine.make_url(url).database)
+        if postgres.postmasters:
+            groups |= {"pg": postgres.backends, "pg_shared": postgres.shared}
+        warm_up(base + "/api/v1/activities", {"type": "bench.warm_up", "title": "Warm-up"},
+                {"Authorization": f"Bearer {token}"})
+        if path == "ws":
+            command = ["node", str(args.client), "aw", base, token, str(sockets), str(rate), f"{args.seconds:g}"]
+            return run_client(command, node_env(args.node_modules), groups, args.seconds)
+        command = [PYTHON, str(FEED_CLIENT), base, token, sign_in(base), str(sockets), str(rate), f"{args.seconds:g}"]
+        return run_client(command, dict(os.environ), groups, args.seconds)
+
+
+def measure_peer(script: Path, size: tuple[int, int], args) -> dict:
+    sockets, rate = size
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="aw-bench-peer-") as scratch, tempfile.TemporaryFile() as log:
+        # It opens `events.db` in its working directory: a fresh one each round.
+        server = subprocess.Popen([str(args.bun), str(script)], cwd=scratch, stdout=subprocess.DEVNULL, stderr=log,
+                                  env=dict(os.environ, SERVER_PORT=str(port)))
+        try:
+            deadline = time.time() + 20
+            while True:
+                if server.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"the peer did not start: {log.read().decode(errors='replace')[-2000:]}")
+                try:
+                    requests.get(base + "/", timeout=0.5)
+                    break
+                except requests.RequestException:
+                    time.sleep(0.1)
+            warm_up(base + "/events", {"source_app": "warm-up", "session_id": "warm-up", "hook_event_type": "WarmUp",
+                                       "payload": {}})
+            command = ["node", str(args.client), "peer", base, "-", str(sockets), str(rate), f"{args.seconds:g}"]
+            return run_client(command, node_env(args.node_modules), {"server": tree(psutil.Process(server.pid))},
+                              args.seconds)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+# -------------------------------------------------------------- output
+
+COLUMNS = ("size", "round", "server", "sockets", "delivered", "p50 ms", "p99 ms", "max ms", "POST p50/p99 ms",
+           "server cores", "PG cores", "client cores", "machine cores", "errors")
+WIDTHS = (9, 5, 20, 7, 9, 7, 7, 7, 15, 12, 8, 12, 13, 6)
+
+
+def fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table_line(cells) -> str:
+    return "  ".join(f"{cell:>{width}}" if i > 2 else f"{cell:<{width}}"
+                     for i, (cell, width) in enumerate(zip(cells, WIDTHS)))
+
+
+def print_row(row: dict) -> None:
+    c, cores = row["client"], row["cores"]
+    print(table_line((
+        row["size"], str(row["round"]), row["name"], str(c["sockets"]), f"{c['share'] * 100:.2f} %",
+        fmt(c["p50"]), fmt(c["p99"]), fmt(c["max"]), f"{fmt(c['post_p50'])} / {fmt(c['post_p99'])}",
+        fmt(cores["server"], 2), fmt(cores.get("pg"), 2), fmt(row["client_cores"], 2), fmt(cores["machine"], 2),
+        str(c["errors"]))), flush=True)
+
+
+def uptime() -> str:
+    found = shutil.which("uptime")
+    if found:
+        return subprocess.run([found], capture_output=True, text=True).stdout.strip()
+    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def git_commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("-dirty" if dirty else "")
+
+
+# ----------------------------------------------------------------- main
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(s), int(r)) for s, r in (part.strip().split("x") for part in text.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes are SOCKETSxRATE[,...], e.g. 500x100,1000x100: {text!r}") from None
+
+
+def parse_paths(text: str) -> list[str]:
+    paths = [p.strip() for p in text.split(",") if p.strip()]
+    if not paths or set(paths) - {"ws", "feed"}:
+        raise argparse.ArgumentTypeError(f"paths are ws and/or feed: {text!r}")
+    return paths
+
+
+def peer_script(peer_dir: Path) -> Path:
+    for candidate in (peer_dir / "src" / "index.ts", peer_dir / "apps" / "server" / "src" / "index.ts"):
+        if candidate.is_file():
+            return candidate.resolve()
+    sys.exit(f"--peer-dir {peer_dir}: no src/index.ts there (see README, Benchmarks: live fan-out)")
+
+
+def check_client(args) -> None:
+    if not shutil.which("node"):
+        sys.exit("node is not on PATH (Node 20)")
+    if not args.client.is_file():
+        sys.exit(f"the Node client is not at {args.client}: pass --client PATH/live_load.js")
+    probe = subprocess.run(["node", "-e", "require('ws')"], env=node_env(args.node_modules), capture_output=True)
+    if probe.returncode != 0:
+        sys.exit(f"the ws module is not in {args.node_modules}: npm install --prefix /tmp/liveload ws@8 bun@1.4.4")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sockets", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=100, help="events posted per second")
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("500x100,1000x100"),
+                        help="SOCKETSxEVENTS_PER_SECOND, comma-separated (default 500x100,1000x100)")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds of posting per measurement (10)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per size, each measuring every server (1)")
+    parser.add_argument("--paths", type=parse_paths, default=["ws", "feed"],
+                        help="ActivityWeb sockets to measure: ws (JSON /ws), feed (dashboard /feed/ws); default both")
+    parser.add_argument("--peer-dir", type=Path, help="the peer's apps/server directory, prepared as the README says")
+    parser.add_argument("--client", type=Path, default=DEFAULT_CLIENT, help="live_load.js (default ../shared/bench/)")
+    parser.add_argument("--node-modules", type=Path, default=DEFAULT_NODE_MODULES,
+                        help="where npm installed ws and bun (default /tmp/liveload/node_modules)")
+    parser.add_argument("--bun", type=Path, help="the bun binary (default NODE_MODULES/.bin/bun)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     args = parser.parse_args()
+    args.client = args.client.resolve()
+    args.bun = args.bun or args.node_modules / ".bin" / "bun"
+    if "ws" in args.paths or args.peer_dir:
+        check_client(args)
+    script = None
+    if args.peer_dir:
+        script = peer_script(args.peer_dir)
+        if not os.access(args.bun, os.X_OK):
+            sys.exit(f"bun is not at {args.bun}: npm install --prefix /tmp/liveload ws@8 bun@1.4.4, or pass --bun")
+
+    started = dt.datetime.now(dt.timezone.utc)
+    report = {"started": started.isoformat(timespec="seconds"), "commit": git_commit(), "cpus": os.cpu_count(),
+              "uptime_before": uptime(), "seconds": args.seconds, "workers": args.workers,
+              "client": str(args.client), "peer_script": str(script) if script else None, "rows": []}
+    print(f"live fan-out, {args.seconds:g} s of posting per measurement, {os.cpu_count()} CPUs, commit {report['commit']}")
+    print(f"  before: {report['uptime_before']}")
+    print(table_line(COLUMNS))
 
     with scratch_database("aw_bench_live") as url:
-        env = app_env(url, ACTIVITYWEB_LOCAL_MODE="1")
-        with gunicorn("wsgi:app", env, workers=args.workers) as (base, master):
-            workers = [psutil.Process(c.pid) for c in psutil.Process(master.pid).children()]
-            me = psutil.Process()
-            results = multiprocessing.Queue()
-            poster = multiprocessing.Process(target=post_events, args=(base, args.rate, args.seconds, results))
-            cpu_before = [w.cpu_times() for w in workers]
-            psutil.cpu_percent()  # start the machine-wide measure
-            me_before = me.cpu_times()
-            wall_before = time.perf_counter()
-            sockets_per_worker = []
+        token = make_token(url, "bench")
+        if "feed" in args.paths:
+            flask(url, "users", "create", "--email", USER_EMAIL, "--tenant", "bench", "--role", "viewer",
+                  input=USER_PASSWORD + "\n")
+        for sockets, rate in args.sizes:
+            for round_ in range(1, args.rounds + 1):
+                runs = [(f"ActivityWeb /{'ws' if p == 'ws' else 'feed/ws'}", p) for p in args.paths]
+                if script:
+                    runs.append(("peer /stream", "peer"))
+                for name, what in runs:
+                    if what == "peer":
+                        result = measure_peer(script, (sockets, rate), args)
+                    else:
+                        result = measure_ours(what, url, token, (sockets, rate), args)
+                    row = {"size": f"{sockets}x{rate}", "sockets": sockets, "rate": rate, "round": round_,
+                           "name": name, "target": what, **result}
+                    report["rows"].append(row)
+                    print_row(row)
 
-            def count_sockets():
-                time.sleep(args.seconds / 2 + 2)
-                sockets_per_worker.extend(
-                    sum(1 for c in w.net_connections() if c.status == "ESTABLISHED") for w in workers)
-
-            counter = threading.Thread(target=count_sockets, daemon=True)
-            counter.start()
-            arrivals, closed_early, (sent_ids, post_errors, post_ms) = asyncio.run(
-                run_sockets(base.replace("http://", "ws://"), base, args.sockets, poster, results, drain=3.0))
-            wall = time.perf_counter() - wall_before
-            per_worker = [(a.user + a.system) - (b.user + b.system)
-                          for a, b in zip((w.cpu_times() for w in workers), cpu_before)]
-            cpu = sum(per_worker)
-            machine = psutil.cpu_percent()
-            rss = [w.memory_info().rss / 2**20 for w in workers]
-            me_cpu = (me.cpu_times().user + me.cpu_times().system) - (me_before.user + me_before.system)
-
-    sent = {k.encode(): v for k, v in sent_ids.items()}
-    latencies = [(got[i] - t) * 1000 for got in arrivals for i, t in sent.items() if i in got]
-    expected = len(sent) * args.sockets
-    delivered = len(latencies)
-    print(f"live benchmark: {args.sockets} sockets x {args.rate:g} events/s for {args.seconds:g}s, "
-          f"gunicorn gevent x{args.workers} on PostgreSQL, {os.cpu_count()} CPUs")
-    print(f"  events posted                  {len(sent):>10,}   (POST errors: {post_errors})")
-    print(f"  POST latency p50 / p99         {percentile(post_ms, 50):>10.1f} / {percentile(post_ms, 99):.1f} ms")
-    print(f"  deliveries (event x socket)    {delivered:>10,} of {expected:,} = {delivered / max(expected, 1):.2%}"
-          f"   (sockets closed early: {closed_early})")
-    print(f"  POST-to-receive p50            {percentile(latencies, 50):>10.1f} ms")
-    print(f"  POST-to-receive p99            {percentile(latencies, 99):>10.1f} ms   (floor: < 200 ms at 1,000 sockets;"
-          f" peer Bun+SQLite: 17 ms at 500)")
-    print(f"  POST-to-receive max            {max(latencies, default=float('nan')):>10.1f} ms")
-    print(f"  mean                           {statistics.fmean(latencies) if latencies else float('nan'):>10.1f} ms")
-    print(f"  server CPU (2 workers)         {cpu / wall * 100:>10.0f} % of one core over {wall:.0f}s"
-          f"   (per worker: {', '.join(f'{c / wall * 100:.0f} %' for c in per_worker)})")
-    print(f"  connections per worker         {', '.join(str(n) for n in sockets_per_worker)}")
-    print(f"  server RSS per worker          {', '.join(f'{r:.0f} MB' for r in rss)}")
-    print(f"  whole machine CPU              {machine:>10.0f} % of all {os.cpu_count()} cores")
-    print(f"  load generator CPU             {me_cpu / wall * 100:>10.0f} % of one core (same machine)")
+    report["uptime_after"] = uptime()
+    print(f"  after:  {report['uptime_after']}")
+    print("  cores: CPU seconds / wall seconds from the first POST to 1 s after the last. server: gunicorn master +"
+          " workers, or bun; PG: the bench database's backends; client: the load client over its whole run;"
+          " machine: every process.")
+    shared = [row["cores"].get("pg_shared") for row in report["rows"] if row["cores"].get("pg_shared") is not None]
+    if shared:
+        print(f"  PostgreSQL's shared processes (walwriter, checkpointer, ...; every database's) used "
+              f"{min(shared):.2f}-{max(shared):.2f} cores beside ours.")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"live-{started.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"  results: {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
