@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
 from .models import ApiToken, Membership, Tenant, User, utcnow
-from .schemas import ApiError
+from .errors import ApiError, SignInRequired
 
 SCOPES = ("ingest", "read", "admin")
 TOKEN_PREFIX = "aw_"
@@ -202,10 +202,6 @@ ROLE_SCOPES = {"viewer": frozenset({"read"}), "admin": frozenset({"read", "admin
 MIN_PASSWORD = 10
 # Checked when an email is unknown, so a wrong email costs as long as a wrong password.
 _UNKNOWN_USER_HASH = generate_password_hash(secrets.token_urlsafe(16))
-
-
-class SignInRequired(Exception):
-    """A dashboard request without a signed-in user (and not in local mode)."""
 
 
 def normalise_email(email: str) -> str:

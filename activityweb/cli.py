@@ -16,7 +16,8 @@ from . import auth, export, store
 from .demo import demo_events
 from .config import PROJECT_ROOT
 from .integrations import claude_code, signing
-from .schemas import ApiError, parse_filter
+from .errors import InvalidQuery
+from .schemas import parse_filter
 
 
 def _tenant_or_fail(slug: str):
@@ -235,7 +236,7 @@ def export_command(tenant: str, fmt: str, where: str, output):
     target = _tenant_or_fail(tenant)
     try:
         flt = parse_filter(MultiDict(parse_qsl(where, keep_blank_values=True)))
-    except ApiError as exc:
+    except InvalidQuery as exc:
         raise click.ClickException(exc.message) from None
     if flt.read is not None:
         raise click.ClickException("read: read state is a reader's; the command line has none")

@@ -1,4 +1,10 @@
-"""One set of error handlers: JSON under /api (and for JSON clients), a page elsewhere.
+"""Errors, and the one set of handlers that answers them: JSON under /api (and
+for JSON clients), a page elsewhere.
+
+Below the edge, code raises what went wrong in its own terms: `InvalidQuery`
+(a filter, cursor or bucket that cannot be answered) and `SignInRequired`.
+The edge raises `ApiError` for what only HTTP has words for (a missing token,
+a body that is not JSON). The handlers here turn each into an answer.
 
 Every API error has the shape `{"error": {"code", "message", "details"}}`.
 Nothing a client sends should reach the 500 handler; if something does, the
@@ -11,10 +17,54 @@ import logging
 from flask import jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from .auth import SignInRequired
-from .schemas import ApiError
-
 log = logging.getLogger(__name__)
+
+
+class InvalidQuery(ValueError):
+    """A parameter of a read that cannot be answered: which one, and why.
+
+    Raised by the filter's parser, the cursor's decoder and the store alike;
+    answered as a 400 that names the parameter.
+    """
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+    @property
+    def details(self) -> list[dict]:
+        return [{"field": self.field, "message": self.reason}]
+
+
+class SignInRequired(Exception):
+    """A dashboard request without a signed-in user (and not in local mode)."""
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message", "details"}}`."""
+
+    def __init__(self, status: int, code: str, message: str, details: list | None = None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def invalid_body(message: str, detail: str, field: str = "body") -> ApiError:
+    """A 422 for a body (or one field of it) that is not what the endpoint takes."""
+    return ApiError(422, "validation_error", message, [{"field": field, "message": detail}])
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "not_found", message)
+
 
 _CODES = {
     400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -59,6 +109,10 @@ def register_error_handlers(app) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.errorhandler(InvalidQuery)
+    def handle_invalid_query(exc: InvalidQuery):
+        return error_response(400, "invalid_parameter", exc.message, exc.details)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):

@@ -16,7 +16,9 @@ from flask import Response, stream_with_context
 
 from . import store
 from .models import ACTIVITY_FIELDS, utcnow
-from .schemas import ActivityFilter, activity_json, bad_request
+from .errors import InvalidQuery
+from .schemas import ActivityFilter
+from .serialize import activity_json
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 # Each line of NDJSON is an event exactly as the list endpoint shows it; CSV
@@ -31,7 +33,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def parse_format(args) -> str:
     fmt = args.get("format", "").strip() or "csv"
     if fmt not in FORMATS:
-        raise bad_request("format", f"is one of {', '.join(FORMATS)}")
+        raise InvalidQuery("format", f"is one of {', '.join(FORMATS)}")
     return fmt
 
 

@@ -1,12 +1,12 @@
 """Validation of what clients send: event bodies and the feed's query string.
 
 One place decides what is valid, so the API, the dashboard, the live sockets
-and the exports agree, and every rejection names the field at fault.
+and the exports agree, and every rejection names the field at fault. Errors
+are raised as `errors.ApiError` (bodies) and `errors.InvalidQuery` (query
+strings); what we send back is `serialize.py`'s.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from .errors import ApiError, InvalidQuery, invalid_body
 from .ids import is_uuid
 
 PRIORITIES = ("low", "normal", "high", "critical")
@@ -35,27 +36,6 @@ MAX_TAGS = 20
 MAX_TITLE = 300
 # How far ahead of our clock a producer's `occurred_at` may be (clock skew).
 MAX_FUTURE = timedelta(days=1)
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": {"code", "message", "details"}}`."""
-
-    def __init__(self, status: int, code: str, message: str, details: list | None = None, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
-        self.headers = headers or {}
-
-
-def bad_request(field: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_parameter", f"{field}: {message}", [{"field": field, "message": message}])
-
-
-def invalid_body(message: str, detail: str, field: str = "body") -> ApiError:
-    """A 422 for a body (or one field of it) that is not what the endpoint takes."""
-    return ApiError(422, "validation_error", message, [{"field": field, "message": detail}])
 
 
 def check_batch(items: list, is_batch: bool, max_batch: int, noun: str = "events") -> None:
@@ -260,27 +240,10 @@ def parse_time(name: str, value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise bad_request(name, f"{value!r} is not an ISO 8601 date or time") from None
+        raise InvalidQuery(name, f"{value!r} is not an ISO 8601 date or time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
-
-
-def encode_cursor(occurred_at: datetime, activity_id: str) -> str:
-    raw = json.dumps([occurred_at.isoformat(), activity_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, activity_id = json.loads(raw)
-        moment = datetime.fromisoformat(moment)
-        if moment.tzinfo is None or not is_uuid(activity_id):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("cursor", "is not a cursor this server made; use next_cursor as given") from None
-    return moment.astimezone(timezone.utc), activity_id
 
 
 @dataclass(frozen=True)
@@ -389,44 +352,44 @@ def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset
             # The dashboard's text fields take several values as "a, b".
             raw = [part.strip() for v in raw for part in v.split(",") if part.strip()]
         if any("\x00" in v for v in raw):
-            raise bad_request(key, "must not contain the NUL character")
+            raise InvalidQuery(key, "must not contain the NUL character")
         if key in _LIST_KEYS:
             if not raw:
                 continue
             if len(raw) > 50:
-                raise bad_request(key, "at most 50 values")
+                raise InvalidQuery(key, "at most 50 values")
             for v in raw:
                 if len(v) > 200:
-                    raise bad_request(key, "values are at most 200 characters")
+                    raise InvalidQuery(key, "values are at most 200 characters")
             if key == "type":
                 for v in raw:
                     if not _TYPE_FILTER.match(v):
-                        raise bad_request("type", f"{v!r} is not a type like `tool.completed` or a prefix like `tool.*`")
+                        raise InvalidQuery("type", f"{v!r} is not a type like `tool.completed` or a prefix like `tool.*`")
                 if "*" in raw:
                     continue
             if key == "priority":
                 for v in raw:
                     if v not in PRIORITIES:
-                        raise bad_request("priority", f"{v!r} is not one of {', '.join(PRIORITIES)}")
+                        raise InvalidQuery("priority", f"{v!r} is not one of {', '.join(PRIORITIES)}")
             values[key] = tuple(dict.fromkeys(raw))
         elif key in ("since", "until"):
             if raw:
                 values[key] = parse_time(key, raw[0])
         elif key == "read":
             if raw and raw[0] not in ("true", "false"):
-                raise bad_request("read", "is true (read by you) or false (unread)")
+                raise InvalidQuery("read", "is true (read by you) or false (unread)")
             if raw:
                 values["read"] = raw[0] == "true"
         elif key == "q":
             q = " ".join(raw)
             if len(q) > 200:
-                raise bad_request("q", "at most 200 characters")
+                raise InvalidQuery("q", "at most 200 characters")
             if search_terms(q):
                 values["q"] = q
         elif strict and key not in PAGE_KEYS and key not in extra_keys:
-            raise bad_request(key, "is not a filter this endpoint knows")
+            raise InvalidQuery(key, "is not a filter this endpoint knows")
     if values.get("since") and values.get("until") and values["since"] >= values["until"]:
-        raise bad_request("until", "must be after since")
+        raise InvalidQuery("until", "must be after since")
     return ActivityFilter(**values)
 
 
@@ -435,13 +398,8 @@ def parse_limit(args, default: int = 50, maximum: int = 200) -> int:
     if not raw:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise bad_request("limit", f"must be a whole number from 1 to {maximum}")
+        raise InvalidQuery("limit", f"must be a whole number from 1 to {maximum}")
     return int(raw)
-
-
-def parse_cursor(args) -> tuple[datetime, str] | None:
-    raw = args.get("cursor", "").strip()
-    return decode_cursor(raw) if raw else None
 
 
 BUCKETS = ("auto", "hour", "day")
@@ -451,7 +409,7 @@ def parse_bucket(args) -> str:
     """`bucket`: the step of a time series."""
     bucket = args.get("bucket", "").strip() or "auto"
     if bucket not in BUCKETS:
-        raise bad_request("bucket", f"is one of {', '.join(BUCKETS)}")
+        raise InvalidQuery("bucket", f"is one of {', '.join(BUCKETS)}")
     return bucket
 
 
@@ -459,42 +417,8 @@ def parse_up_to(args) -> str | None:
     """`up_to`: the newest event id a reader has seen (marking read stops there)."""
     value = args.get("up_to", "").strip()
     if value and not is_uuid(value):
-        raise bad_request("up_to", "is not an event id")
+        raise InvalidQuery("up_to", "is not an event id")
     return value or None
-
-
-# ----------------------------------------------------------------- responses
-
-
-def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with microseconds and a `Z`, the one time format we emit."""
-    if moment is None:
-        return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def activity_json(activity: dict, tenant_slug: str) -> dict:
-    """An activity as the JSON API, the streams and the exports show it."""
-    out = {"id": activity["id"], "tenant": tenant_slug}
-    for key, value in activity.items():
-        if key != "id":
-            out[key] = iso(value) if isinstance(value, datetime) else value
-    return out
-
-
-class ActivityOut(ActivityIn):
-    """An activity as stored (documentation of responses; not used to validate input)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="Server-made UUIDv7; sorts in the order events were received.")
-    tenant: str
-    source: str
-    source_id: str
-    priority: Literal["low", "normal", "high", "critical"]
-    occurred_at: datetime
-    received_at: datetime
-    duplicate: bool | None = Field(None, description="Present on POST answers: true if this event was already stored.")
 
 
 def parse_stream_args(args, last_event_id: str | None = None) -> tuple[ActivityFilter, str | None]:
@@ -512,6 +436,6 @@ def parse_stream_args(args, last_event_id: str | None = None) -> tuple[ActivityF
         rest.poplist("since")
     if last_event_id:
         if not is_uuid(last_event_id.strip()):
-            raise bad_request("Last-Event-ID", "is not an event id")
+            raise InvalidQuery("Last-Event-ID", "is not an event id")
         since_id = last_event_id.strip()
     return parse_filter(rest), since_id

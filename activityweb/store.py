@@ -26,7 +26,8 @@ from . import live
 from .extensions import db
 from .ids import is_uuid, uuid7, uuid7_floor, uuid7_time
 from .models import ACTIVITY_FIELDS, Activity, PruneRun, ReadCursor, ReadMark, Tenant, utcnow
-from .schemas import ActivityFilter, bad_request, encode_cursor
+from .errors import InvalidQuery
+from .schemas import ActivityFilter
 from .timeline import ConversationSummary, Timeline
 
 activities = Activity.__table__
@@ -449,7 +450,8 @@ def reader_of(principal) -> Reader:
 @dataclass
 class Page:
     items: list[dict]
-    next_cursor: str | None
+    # The keyset position (occurred_at, id) the next page starts after; None on the last page.
+    next_after: tuple[datetime, str] | None
     reader: Reader | None = None
 
     @functools.cached_property
@@ -544,11 +546,8 @@ def list_activities(
         )
     rows = db.session.execute(query.order_by(*_FEED_ORDER).limit(limit + 1)).mappings().all()
     items = [_public(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last["occurred_at"], last["id"])
-    return Page(items, next_cursor, reader)
+    next_after = (items[-1]["occurred_at"], items[-1]["id"]) if len(rows) > limit else None
+    return Page(items, next_after, reader)
 
 
 def get_activity(tenant_id: int, activity_id: str) -> dict | None:
@@ -896,7 +895,7 @@ def _bucket_for(asked: str, start: datetime | None, end: datetime | None) -> str
     span = (end - start) if start and end else timedelta(0)
     bucket = asked if asked != "auto" else ("hour" if span <= HOURLY_UP_TO else "day")
     if span / _BUCKET_STEP[bucket] > MAX_BUCKETS:
-        raise bad_request("bucket", f"{span.days} days by the {bucket} is over {MAX_BUCKETS:,} points; "
+        raise InvalidQuery("bucket", f"{span.days} days by the {bucket} is over {MAX_BUCKETS:,} points; "
                           "use a larger bucket or a shorter since/until")
     return bucket
 

@@ -10,7 +10,8 @@ from werkzeug.datastructures import MultiDict
 
 from activityweb import store
 from activityweb.extensions import db
-from activityweb.schemas import decode_cursor, parse_filter
+from activityweb.schemas import parse_filter
+from activityweb.serialize import decode_cursor
 from conftest import event
 
 FILTERS = ["", "type=deploy.succeeded", "type=claude.tool.*", "source=github", "actor=u-1", "entity_type=project",

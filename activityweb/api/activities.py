@@ -3,14 +3,9 @@ from flask import current_app, g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..schemas import (
-    ApiError,
-    activity_json,
-    parse_cursor,
-    parse_events,
-    parse_filter,
-    parse_limit,
-)
+from ..errors import not_found
+from ..schemas import parse_events, parse_filter, parse_limit
+from ..serialize import activity_json, next_cursor, parse_cursor
 from . import bp
 
 
@@ -45,7 +40,7 @@ def list_activities():
     page = store.list_activities(g.principal.tenant_id, flt, limit=parse_limit(request.args),
                                  after=parse_cursor(request.args), reader=store.reader_of(g.principal))
     slug = g.principal.tenant_slug
-    return jsonify({"items": [activity_json(a, slug) for a in page.items], "next_cursor": page.next_cursor})
+    return jsonify({"items": [activity_json(a, slug) for a in page.items], "next_cursor": next_cursor(page)})
 
 
 @bp.get("/activities/<activity_id>")
@@ -53,5 +48,5 @@ def list_activities():
 def get_activity(activity_id: str):
     activity = store.get_activity(g.principal.tenant_id, activity_id)
     if activity is None:
-        raise ApiError(404, "not_found", f"No activity {activity_id!r} in this tenant.")
+        raise not_found(f"No activity {activity_id!r} in this tenant.")
     return jsonify(activity_json(activity, g.principal.tenant_slug))

@@ -3,7 +3,9 @@ from flask import g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..schemas import ApiError, activity_json, iso, parse_filter, parse_limit
+from ..errors import not_found
+from ..schemas import parse_filter, parse_limit
+from ..serialize import activity_json, iso
 from ..timeline import ConversationSummary, Step
 from . import bp
 
@@ -21,7 +23,7 @@ def list_conversations():
 def get_conversation(conversation_id: str):
     timeline = store.conversation_timeline(g.principal.tenant_id, conversation_id)
     if timeline is None:
-        raise ApiError(404, "not_found", f"No conversation {conversation_id!r} in this tenant.")
+        raise not_found(f"No conversation {conversation_id!r} in this tenant.")
     slug = g.principal.tenant_slug
     return jsonify({**summary_json(timeline.summary), "truncated": timeline.truncated,
                     "steps": [step_json(s, slug) for s in timeline.steps]})

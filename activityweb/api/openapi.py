@@ -9,7 +9,8 @@ from functools import lru_cache
 
 from flask import jsonify
 
-from ..schemas import PRIORITIES, ActivityIn, ActivityOut
+from ..schemas import PRIORITIES, ActivityIn
+from ..serialize import ActivityOut
 from . import bp
 
 FILTER_PARAMETERS = [

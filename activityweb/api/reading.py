@@ -3,7 +3,8 @@ from flask import g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..schemas import ApiError, parse_filter, parse_up_to
+from ..errors import not_found
+from ..schemas import parse_filter, parse_up_to
 from . import bp
 
 
@@ -12,7 +13,7 @@ from . import bp
 def mark_read(activity_id: str):
     reader = store.reader_of(g.principal)
     if store.mark_read(reader, activity_id) is None:
-        raise ApiError(404, "not_found", f"No activity {activity_id!r} in this tenant.")
+        raise not_found(f"No activity {activity_id!r} in this tenant.")
     return jsonify({"id": activity_id, "read": True, "unread_count": store.unread_count(reader)})
 
 

@@ -36,7 +36,8 @@ from typing import Callable
 from flask import current_app
 
 from .. import store
-from ..schemas import MAX_TITLE, check_batch, invalid_body
+from ..errors import invalid_body
+from ..schemas import MAX_TITLE, check_batch
 from .redact import Redactor, redactor
 from .shaping import (
     build_event,

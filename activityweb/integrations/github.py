@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import invalid_body
+from ..errors import invalid_body
 from .shaping import as_data, build_event, clip, dig, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, hmac_sha256, invalid_signature, same
 

@@ -18,7 +18,7 @@ import base64
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import invalid_body
+from ..errors import invalid_body
 from .shaping import as_data, build_event, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, hmac_sha256, invalid_signature, require_fresh, same
 

@@ -26,7 +26,7 @@ import hashlib
 from typing import Mapping
 
 from ..auth import Principal
-from ..schemas import invalid_body
+from ..errors import invalid_body
 from .shaping import as_data, build_event, dig, digest, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, invalid_signature, same
 

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
-from ..schemas import MAX_DATA_BYTES, MAX_FUTURE, ActivityIn, ApiError, validation_details
+from ..errors import ApiError
+from ..schemas import MAX_DATA_BYTES, MAX_FUTURE, ActivityIn, validation_details
 from .redact import MASK, Redactor
 
 # Deeper JSON is replaced by a marker: nothing readable lives that deep, and

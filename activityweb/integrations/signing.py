@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from ..auth import Principal
 from ..extensions import db
 from ..models import IntegrationSecret, Tenant, utcnow
-from ..schemas import ApiError
+from ..errors import ApiError
 
 INTEGRATIONS = ("github", "hubspot", "salesforce", "webhook")
 # How far a signed timestamp may be from our clock: old enough to be a replay,

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from flask import url_for
 
-from ..schemas import PRIORITIES, ActivityFilter, iso
+from ..schemas import PRIORITIES, ActivityFilter
+from ..serialize import iso, next_cursor
 from ..store import UNREAD_COUNT_CAP
 
 # First match wins: (type prefix, family, icon). The family names a CSS class
@@ -149,5 +150,6 @@ def register(app) -> None:
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
+                                  next_cursor=next_cursor,
                                   tenant_choices=tenant_choices, priorities=PRIORITIES,
                                   unread_cap=UNREAD_COUNT_CAP)

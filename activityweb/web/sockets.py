@@ -26,7 +26,9 @@ from .. import live, store
 from ..auth import check_origin, web_principal
 from ..extensions import db, sock
 from ..ids import is_uuid
-from ..schemas import ApiError, decode_cursor, parse_filter
+from ..errors import InvalidQuery
+from ..schemas import parse_filter
+from ..serialize import decode_cursor
 from .render import live_message
 
 bp = Blueprint("feed_socket", __name__)
@@ -48,7 +50,7 @@ def guard_handshake():
     check_origin()
     try:
         g.feed_filter = parse_filter(request.args, strict=False)
-    except ApiError as exc:
+    except InvalidQuery as exc:
         return exc.message, 400
     no_compression()
 
@@ -208,7 +210,7 @@ class Hello:
         if self.page_since and isinstance(message.get("boundary"), str) and message["boundary"]:
             try:
                 self.boundary = decode_cursor(message["boundary"])
-            except ApiError:
+            except InvalidQuery:
                 self.boundary = None
 
     def already_has(self, event: dict) -> bool:

@@ -5,7 +5,8 @@ from flask import request
 
 from .. import store
 from ..auth import web_principal
-from ..schemas import ActivityFilter, ApiError, parse_bucket, parse_filter
+from ..errors import InvalidQuery
+from ..schemas import ActivityFilter, parse_bucket, parse_filter
 from . import bp, charts
 from .reading import web_reader
 from .views import render_page_or_partial
@@ -18,7 +19,7 @@ def stats():
         flt = parse_filter(request.args, strict=False)
         found = store.activity_stats(principal.tenant_id, flt, parse_bucket(request.args),
                                      reader=web_reader())
-    except ApiError as exc:  # a half-typed filter: say what is wrong where the charts would be
+    except InvalidQuery as exc:  # a half-typed filter: say what is wrong where the charts would be
         return render_page_or_partial("stats/index.html", "stats/_results.html", 400, flt=ActivityFilter(),
                                       stats=None, error=exc, principal=principal)
     return render_page_or_partial("stats/index.html", "stats/_results.html", flt=flt, stats=found, error=None,

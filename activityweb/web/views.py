@@ -9,7 +9,9 @@ from ..auth import web_principal
 from ..export import export_response, parse_format
 from ..ids import uuid7_floor
 from ..models import utcnow
-from ..schemas import ActivityFilter, ApiError, parse_cursor, parse_filter
+from ..errors import InvalidQuery
+from ..schemas import ActivityFilter, parse_filter
+from ..serialize import parse_cursor
 from . import bp
 from .reading import web_reader
 
@@ -30,7 +32,7 @@ def feed():
     try:
         flt = parse_filter(request.args, strict=False)
         after = parse_cursor(request.args)
-    except ApiError as exc:
+    except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
                                       page=None, error=exc, principal=principal, live_since=None, pruned=None)
