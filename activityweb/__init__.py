@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import threading
 
 from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env
@@ -23,30 +22,9 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
-    # WAL lets readers run beside the writer; busy_timeout makes writers queue
-    # instead of failing; foreign keys are off by default in SQLite.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-
-def _engine_options(uri: str) -> dict:
-    if uri.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
-
-
 def create_app(config: dict | None = None):
-    import sqlalchemy as sa
     from flask import Flask
 
-    if not sa.event.contains(sa.engine.Engine, "connect", _sqlite_pragmas):
-        sa.event.listen(sa.engine.Engine, "connect", _sqlite_pragmas)
     app = Flask(
         __name__,
         instance_path=str(INSTANCE_DIR),
@@ -61,16 +39,13 @@ def create_app(config: dict | None = None):
         app.config["SECRET_KEY"] = _dev_secret_key()
     # Pings every 25 s keep idle sockets through proxies and find dead peers.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
-    options = _engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
-    options.update(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from . import live, store
     from .extensions import db, migrate, sock
 
-    db.init_app(app)
+    store.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     sock.init_app(app)
     live.init_app(app, store.activities_by_ids)

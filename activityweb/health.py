@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
-from .extensions import db
+from . import store
 
 bp = Blueprint("health", __name__)
 
@@ -24,9 +23,8 @@ def migration_heads(directory: str) -> frozenset[str]:
 def readiness() -> tuple[bool, str]:
     """Whether the database answers and carries the newest migration."""
     try:
-        current = set(db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+        current = store.applied_migrations()
     except Exception as exc:  # unreachable, or never migrated
-        db.session.rollback()
         return False, f"database not ready: {type(exc).__name__}"
     heads = migration_heads(current_app.extensions["migrate"].directory)
     if current != heads:

@@ -35,7 +35,7 @@ def test_each_filter_reads_through_an_index(backend, app, client, auth_headers, 
             select = store.apply_filter(sa.select(store.activities).where(store.activities.c.tenant_id == 1), flt)
             if after:
                 select = select.where(store.activities.c.occurred_at <= after[0])
-            compiled = select.order_by(*store._FEED_ORDER).limit(51).compile(
+            compiled = select.order_by(*store.FEED_ORDER).limit(51).compile(
                 db.engine, compile_kwargs={"render_postcompile": True})
             connection = db.session.connection()
             connection.exec_driver_sql("SET LOCAL enable_seqscan = off")

@@ -90,7 +90,7 @@ def test_the_cursor_moves_forward_only_and_drops_the_marks_it_covers(app, client
 def test_the_unread_count_stops_at_its_cap(client, alice, monkeypatch):
     from activityweb import store
 
-    monkeypatch.setattr(store, "UNREAD_COUNT_CAP", 3)
+    monkeypatch.setattr(store.reading, "UNREAD_COUNT_CAP", 3)  # where unread_count reads it
     post(client, alice, *[event(title=f"e{i}") for i in range(6)])
     assert unread_count(client, alice) == 4  # "3+"
 

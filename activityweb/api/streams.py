@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 
 from .. import live, store
 from ..auth import authenticate_api, check_origin
-from ..extensions import db, sock
+from ..extensions import sock
 from ..errors import ApiError
 from ..schemas import parse_stream_args
 from ..serialize import activity_json
@@ -41,7 +41,7 @@ def activity_stream():
         try:
             yield "retry: 2000\n\n"
             missed, _ = follower.missed()
-            db.session.remove()  # a long wait follows: give the connection back
+            store.release()  # a long wait follows
             for activity in missed:
                 yield _sse_event(activity, principal.tenant_slug)
             while not stopping.is_set():

@@ -12,7 +12,7 @@ from flask import Blueprint, g, render_template
 
 from .. import store
 from ..auth import check_origin, web_principal
-from ..extensions import db, sock
+from ..extensions import sock
 from ..schemas import ActivityFilter
 from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, follow, no_compression, serve_socket
 
@@ -39,7 +39,7 @@ def conversation_socket(ws, conversation_id: str):
             timeline = store.conversation_timeline(tenant_id, conversation_id)
             return render_template("conversations/_timeline.html", oob=True, **vars(timeline)) if timeline else ""
         finally:
-            db.session.remove()  # back to waiting: give the connection back
+            store.release()  # back to waiting
 
     flt = ActivityFilter(conversation_id=(conversation_id,))
     # The render reads the database, so the socket's own sender does it, not the hub's fan-out.

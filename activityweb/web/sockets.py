@@ -24,7 +24,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from .. import live, store
 from ..auth import check_origin, web_principal
-from ..extensions import db, sock
+from ..extensions import sock
 from ..ids import is_uuid
 from ..errors import InvalidQuery
 from ..schemas import parse_filter
@@ -243,7 +243,7 @@ def stream(ws, follower: live.Follower, render, render_key, replay_limit: int | 
     the database, which should not run in the fan-out loop.
     """
     missed, truncated = follower.missed(limit=replay_limit)
-    db.session.remove()  # a long wait follows: give the connection back
+    store.release()  # a long wait follows
     grace = current_app.config["LIVE_STUCK_SECONDS"]
     subscription = follower.subscription
     subscription.on_overflow = lambda: _drop_if_stuck(ws, grace)

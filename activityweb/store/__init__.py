@@ -1,0 +1,46 @@
+"""Every read and write of the database, one module per concern.
+
+Callers hand in validated values (`schemas.py`, `filters.py`) and a tenant id
+taken from the credential; every query here is scoped by that tenant. No SQL
+lives outside this package (a test checks): the edges and the services call
+the names below.
+
+- `database`: engine settings, the dialect, giving a connection back
+- `tables`: the tables read with SQLAlchemy Core and the public shape of a row
+- `ingest`: posted events, idempotently, concurrent posts sharing one commit
+- `bulk`: generated events by COPY (`flask seed`)
+- `filtering`: a filter as SQL
+- `feed`: keyset pages, one event, exports
+- `replay`: what live delivery reads
+- `conversations`: timelines and the recently active conversations
+- `reading`: read state, per reader
+- `stats`: counts, series and durations of a filter
+- `retention`: expiry and pruning
+"""
+from .bulk import bulk_load
+from .conversations import (
+    CONVERSATION_MAX_EVENTS,
+    conversation,
+    conversation_timeline,
+    occurred_times,
+    recent_conversations,
+)
+from .database import applied_migrations, dialect, init_app, release
+from .feed import Page, count_activities, get_activity, list_activities, stream_activities
+from .filtering import apply_filter
+from .ingest import IngestBatcher, Stored, add_activities, write_activities
+from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, unread_count
+from .replay import REPLAY_OVERLAP, activities_by_ids, missed_since
+from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
+from .stats import Durations, SeriesPoint, Stats, activity_stats
+from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
+
+__all__ = [
+    "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "REPLAY_OVERLAP", "UNREAD_COUNT_CAP",
+    "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
+    "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
+    "bulk_load", "conversation", "conversation_timeline", "count_activities", "dialect", "get_activity",
+    "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "missed_since", "occurred_times",
+    "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "release",
+    "retention_periods", "set_retention", "stream_activities", "unread_count", "write_activities",
+]

@@ -1,0 +1,60 @@
+"""The database under the store: engine settings, the dialect, the request's connection.
+
+Everything else in `store/` reads and writes through `extensions.db`; this
+module sets the engine up and says which database it is.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+import sqlalchemy as sa
+
+from ..extensions import db
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    # WAL lets readers run beside the writer; busy_timeout makes writers queue
+    # instead of failing; foreign keys are off by default in SQLite.
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def _engine_options(uri: str) -> dict:
+    if uri.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+
+
+def init_app(app) -> None:
+    """Bind the database to the app, with pools sized for it (settings given win)."""
+    if not sa.event.contains(sa.engine.Engine, "connect", _sqlite_pragmas):
+        sa.event.listen(sa.engine.Engine, "connect", _sqlite_pragmas)
+    options = _engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    options.update(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    db.init_app(app)
+
+
+def dialect() -> str:
+    return db.engine.dialect.name
+
+
+def release() -> None:
+    """Give this request's connection back to the pool: a long wait follows
+    (a live socket or stream), and an idle socket must not hold a connection."""
+    db.session.remove()
+
+
+def applied_migrations() -> set[str]:
+    """The Alembic revisions the database carries; raises if it cannot be read
+    (unreachable, or never migrated)."""
+    try:
+        return set(db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    except Exception:
+        db.session.rollback()
+        raise

@@ -1,0 +1,151 @@
+"""Read state: whose it is (`Reader`), what they have not read, marking read.
+
+Read state belongs to the reader, not the event: activities stay immutable.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..extensions import db
+from ..models import utcnow
+from ..schemas import ActivityFilter
+from .database import dialect
+from .feed import get_activity
+from .filtering import apply_filter
+from .tables import activities, read_cursors, read_marks
+
+
+# An event is unread by a reader when it was received after their cursor
+# (`Reader.read_up_to`) and they have not marked it. Marking everything moves
+# the cursor; marking what a filter shows marks each of those events.
+
+# The unread count stops here: "999+" needs no exact count of a big backlog.
+UNREAD_COUNT_CAP = 999
+
+
+class Reader:
+    """Whose read state a request sees, in one tenant (see `reader_of`)."""
+
+    def __init__(self, tenant_id: int, key: str):
+        self.tenant_id = tenant_id
+        self.key = key
+
+    @functools.cached_property
+    def read_up_to(self) -> str | None:
+        """Every event received up to this id is read (ids are UUIDv7, made
+        on receipt, so id order is receive order); None: nothing is."""
+        return db.session.execute(
+            sa.select(read_cursors.c.read_up_to)
+            .where(read_cursors.c.tenant_id == self.tenant_id, read_cursors.c.reader == self.key)
+        ).scalar_one_or_none()
+
+    def cursor_moved(self) -> None:
+        """Read the cursor again when next needed."""
+        self.__dict__.pop("read_up_to", None)
+
+    def unread(self):
+        """The SQL condition on `activities`: unread by this reader (after
+        their cursor and not marked read)."""
+        c = activities.c
+        marked = sa.exists().where(read_marks.c.tenant_id == self.tenant_id, read_marks.c.reader == self.key,
+                                   read_marks.c.activity_id == c.id)
+        if self.read_up_to is None:
+            return ~marked
+        return sa.and_(c.id > self.read_up_to, ~marked)
+
+    def unread_among(self, ids: list[str]) -> set[str]:
+        """Which of these events (of the reader's tenant) the reader has not read."""
+        # UUIDv7 text sorts as the database sorts the ids.
+        after_cursor = [i for i in ids if self.read_up_to is None or i > self.read_up_to]
+        if not after_cursor:
+            return set()
+        marked = db.session.execute(
+            sa.select(read_marks.c.activity_id).where(
+                read_marks.c.tenant_id == self.tenant_id, read_marks.c.reader == self.key,
+                read_marks.c.activity_id.in_(after_cursor))
+        ).scalars()
+        return set(after_cursor) - set(marked)
+
+
+def reader_of(principal) -> Reader:
+    """A signed-in user reads as themselves, an API token as itself; local
+    mode has one reader, shared by the dashboard and token-less API calls."""
+    if principal.user_id is not None:
+        key = f"user:{principal.user_id}"
+    elif principal.token_id is not None:
+        key = f"token:{principal.token_id}"
+    elif principal.local:
+        key = "local"
+    else:
+        raise ValueError("this principal has no read state")
+    return Reader(principal.tenant_id, key)
+
+
+def unread_count(reader: Reader) -> int:
+    """How many events the reader has not read, up to UNREAD_COUNT_CAP + 1."""
+    unread = sa.select(activities.c.id).where(activities.c.tenant_id == reader.tenant_id, reader.unread())
+    return db.session.execute(
+        sa.select(sa.func.count()).select_from(unread.limit(UNREAD_COUNT_CAP + 1).subquery())
+    ).scalar_one()
+
+
+def _upsert(table):
+    return (postgresql.insert if dialect() == "postgresql" else sqlite.insert)(table)
+
+
+def mark_read(reader: Reader, activity_id: str) -> dict | None:
+    """Mark one event read; returns it, or None if the tenant has no such event."""
+    activity = get_activity(reader.tenant_id, activity_id)
+    if activity is not None and (reader.read_up_to is None or activity_id > reader.read_up_to):
+        db.session.execute(_upsert(read_marks).values(
+            tenant_id=reader.tenant_id, reader=reader.key, activity_id=activity_id).on_conflict_do_nothing())
+        db.session.commit()
+    return activity
+
+
+def mark_all_read(reader: Reader, flt: ActivityFilter, up_to: str | None = None) -> None:
+    """Mark read every event `flt` matches that was received up to the event
+    `up_to` (default: the newest now), so what arrives meanwhile stays unread.
+
+    With no filter that is the cursor moving; otherwise each matching unread
+    event is marked, in one INSERT ... SELECT.
+    """
+    c = activities.c
+    up_to = up_to or db.session.execute(  # the newest received (PostgreSQL has no max(uuid))
+        sa.select(c.id).where(c.tenant_id == reader.tenant_id).order_by(c.id.desc()).limit(1)).scalar()
+    if up_to is None:
+        return
+    flt = replace(flt, read=None)  # a read event is already marked; an unread one is what we mark
+    if flt.is_empty():
+        _move_cursor(reader, up_to)
+    else:
+        unread = apply_filter(
+            sa.select(sa.literal(reader.tenant_id), sa.literal(reader.key), c.id)
+            .where(c.tenant_id == reader.tenant_id, c.id <= up_to, reader.unread()),
+            flt,
+        )
+        db.session.execute(_upsert(read_marks).from_select(["tenant_id", "reader", "activity_id"], unread)
+                           .on_conflict_do_nothing())
+    db.session.commit()
+
+
+def _move_cursor(reader: Reader, up_to: str) -> None:
+    """Move the reader's cursor forward to `up_to` (never back) and drop the marks it now covers."""
+    insert = _upsert(read_cursors).values(tenant_id=reader.tenant_id, reader=reader.key, read_up_to=up_to,
+                                          updated_at=utcnow())
+    current = read_cursors.c.read_up_to
+    db.session.execute(insert.on_conflict_do_update(
+        index_elements=["tenant_id", "reader"],
+        set_={"read_up_to": sa.case((current < insert.excluded.read_up_to, insert.excluded.read_up_to),
+                                    else_=current),
+              "updated_at": insert.excluded.updated_at},
+    ))
+    db.session.execute(sa.delete(read_marks).where(
+        read_marks.c.tenant_id == reader.tenant_id, read_marks.c.reader == reader.key,
+        read_marks.c.activity_id <= up_to))
+    reader.cursor_moved()
+
