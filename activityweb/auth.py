@@ -1,12 +1,12 @@
-"""Credentials and tenant scoping.
+"""Credentials and tenant scoping: what a token, a session or a password is worth.
 
-The tenant of every request comes from its credential (an API token here),
-never from the body or the query string.
+The tenant of every request comes from its credential (an API token or the
+session), never from the body or the query string. The rows behind
+credentials are `store/accounts.py`'s; this module hashes, checks and decides.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import threading
 import time
@@ -14,20 +14,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 
-import sqlalchemy as sa
 from flask import abort, current_app, g, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
-from .models import ApiToken, Membership, Tenant, User, utcnow
 from .errors import ApiError, SignInRequired
+from .models import ApiToken, Tenant, User, utcnow
+from .store import accounts
 
 SCOPES = ("ingest", "read", "admin")
 TOKEN_PREFIX = "aw_"
 DEFAULT_TENANT = "default"
 # Writing last_used_at on every call would turn each read into a write.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -47,37 +45,6 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
-# ----------------------------------------------------------------- tenants
-
-
-def get_or_create_tenant(slug: str, name: str | None = None) -> Tenant:
-    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
-    if tenant is None:
-        tenant = create_tenant(slug, name)
-    return tenant
-
-
-def create_tenant(slug: str, name: str | None = None) -> Tenant:
-    if not _SLUG.match(slug):
-        raise ValueError("a tenant slug is lower-case letters, digits and dashes, at most 63 characters")
-    tenant = Tenant(slug=slug, name=name or slug)
-    db.session.add(tenant)
-    db.session.commit()
-    return tenant
-
-
-def tenant_by_id(tenant_id: int) -> Tenant:
-    return db.session.get(Tenant, tenant_id)
-
-
-def find_tenant(slug: str) -> Tenant | None:
-    return db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
-
-
-def list_tenants() -> list[Tenant]:
-    return list(db.session.execute(sa.select(Tenant).order_by(Tenant.slug)).scalars())
-
-
 # ------------------------------------------------------------------ tokens
 
 
@@ -91,33 +58,14 @@ def create_token(tenant: Tenant, name: str, scopes: list[str]) -> tuple[ApiToken
     if unknown or not scopes:
         raise ValueError(f"scopes are one or more of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(
-        tenant_id=tenant.id,
-        name=name,
-        prefix=secret[: len(TOKEN_PREFIX) + 6],
-        token_hash=hash_token(secret),
-        scopes=" ".join(dict.fromkeys(scopes)),
-    )
-    db.session.add(token)
-    db.session.commit()
+    token = accounts.add_token(tenant.id, name, secret[: len(TOKEN_PREFIX) + 6], hash_token(secret),
+                               list(dict.fromkeys(scopes)))
     return token, secret
 
 
-def list_tokens(tenant_id: int | None = None) -> list[ApiToken]:
-    query = sa.select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
-    if tenant_id is not None:
-        query = query.where(ApiToken.tenant_id == tenant_id)
-    return list(db.session.execute(query).scalars())
-
-
 def revoke_token(token_id: int, tenant_id: int | None = None) -> ApiToken | None:
-    query = sa.select(ApiToken).where(ApiToken.id == token_id)
-    if tenant_id is not None:
-        query = query.where(ApiToken.tenant_id == tenant_id)
-    token = db.session.execute(query).scalar_one_or_none()
-    if token is not None and token.revoked_at is None:
-        token.revoked_at = utcnow()
-        db.session.commit()
+    """Revoke a token (of `tenant_id`, if given), at once in this process; None if there is no such token."""
+    token = accounts.revoke_token(token_id, tenant_id)
     forget_cached_tokens()
     return token
 
@@ -142,18 +90,12 @@ def principal_for_token(secret: str) -> Principal | None:
     cached = _token_cache.get(token_hash)
     if cached is not None and cached[0] > now_mono:
         return cached[1]
-    row = db.session.execute(
-        sa.select(ApiToken.id, ApiToken.tenant_id, ApiToken.scopes, ApiToken.revoked_at,
-                  ApiToken.last_used_at, Tenant.slug)
-        .join(Tenant, Tenant.id == ApiToken.tenant_id)
-        .where(ApiToken.token_hash == token_hash)
-    ).first()
+    row = accounts.token_by_hash(token_hash)
     principal = None
     if row is not None and row.revoked_at is None:
         now = utcnow()
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-            db.session.execute(sa.update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-            db.session.commit()
+            accounts.token_used(row.id, now)
         principal = Principal(row.tenant_id, row.slug, frozenset(row.scopes.split()), token_id=row.id)
     with _token_cache_lock:
         if len(_token_cache) > 10_000:  # unknown tokens must not grow this without bound
@@ -163,7 +105,7 @@ def principal_for_token(secret: str) -> Principal | None:
 
 
 def local_principal() -> Principal:
-    tenant = get_or_create_tenant(DEFAULT_TENANT, "Default")
+    tenant = accounts.get_or_create_tenant(DEFAULT_TENANT, "Default")
     return Principal(tenant.id, tenant.slug, frozenset(SCOPES), local=True, role="admin")
 
 
@@ -215,26 +157,16 @@ def create_user(email: str, password: str, tenant: Tenant, role: str) -> User:
         raise ValueError(f"{email!r} is not an email address")
     if role not in ROLE_SCOPES:
         raise ValueError(f"role is one of {', '.join(ROLE_SCOPES)}")
-    user = find_user(email)
-    if user is None:
+    password_hash = None
+    if find_user(email) is None:
         if len(password) < MIN_PASSWORD:
             raise ValueError(f"a password has at least {MIN_PASSWORD} characters")
-        user = User(email=email, password_hash=generate_password_hash(password))
-        db.session.add(user)
-        db.session.flush()
-    membership = db.session.execute(
-        sa.select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
-    ).scalar_one_or_none()
-    if membership is None:
-        db.session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
-    else:
-        membership.role = role
-    db.session.commit()
-    return user
+        password_hash = generate_password_hash(password)
+    return accounts.add_member(email, password_hash, tenant.id, role)
 
 
 def find_user(email: str) -> User | None:
-    return db.session.execute(sa.select(User).where(User.email == normalise_email(email))).scalar_one_or_none()
+    return accounts.find_user(normalise_email(email))
 
 
 def check_password(email: str, password: str) -> User | None:
@@ -246,20 +178,9 @@ def check_password(email: str, password: str) -> User | None:
     return user if check_password_hash(user.password_hash, password) else None
 
 
-def memberships_of(user_id: int) -> list[tuple[int, str, str]]:
-    """(tenant id, tenant slug, role) of each tenant the user belongs to, by slug."""
-    rows = db.session.execute(
-        sa.select(Membership.tenant_id, Tenant.slug, Membership.role)
-        .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(Membership.user_id == user_id)
-        .order_by(Tenant.slug)
-    )
-    return [tuple(r) for r in rows]
-
-
 def sign_in(user: User, tenant_id: int | None = None) -> bool:
     """Start a fresh session for the user, in `tenant_id` or their first tenant."""
-    tenants = memberships_of(user.id)
+    tenants = accounts.memberships_of(user.id)
     chosen = next((t for t in tenants if tenant_id in (None, t[0])), None)
     if chosen is None:
         return False
@@ -267,13 +188,12 @@ def sign_in(user: User, tenant_id: int | None = None) -> bool:
     session["user_id"] = user.id
     session["tenant_id"] = chosen[0]
     session.permanent = True
-    user.last_login_at = utcnow()
-    db.session.commit()
+    accounts.signed_in(user)
     return True
 
 
 def switch_tenant(principal: Principal, tenant_id: int) -> bool:
-    if not any(t[0] == tenant_id for t in memberships_of(principal.user_id)):
+    if not any(t[0] == tenant_id for t in accounts.memberships_of(principal.user_id)):
         return False
     session["tenant_id"] = tenant_id
     return True
@@ -289,12 +209,7 @@ def session_principal() -> Principal | None:
     user_id, tenant_id = session.get("user_id"), session.get("tenant_id")
     if not user_id or not tenant_id:
         return None
-    row = db.session.execute(
-        sa.select(Membership.role, Tenant.slug, User.email)
-        .join(Tenant, Tenant.id == Membership.tenant_id)
-        .join(User, User.id == Membership.user_id)
-        .where(Membership.user_id == user_id, Membership.tenant_id == tenant_id)
-    ).first()
+    row = accounts.membership(user_id, tenant_id)
     if row is None:
         session.clear()
         return None

@@ -21,7 +21,7 @@ from .schemas import parse_filter
 
 
 def _tenant_or_fail(slug: str):
-    tenant = auth.find_tenant(slug)
+    tenant = store.find_tenant(slug)
     if tenant is None:
         raise click.ClickException(f"no tenant {slug!r}; create it with `flask tenants create {slug}`")
     return tenant
@@ -37,7 +37,7 @@ def _tenant_or_fail(slug: str):
 @click.option("--seed", "random_seed", type=int, default=None, help="Random seed, for repeatable data.")
 def seed_command(count: int, tenant: str, days: int, if_empty: bool, random_seed: int | None):
     """Add realistic demo activity for the last DAYS days."""
-    target = auth.get_or_create_tenant(tenant)
+    target = store.get_or_create_tenant(tenant)
     if if_empty and store.count_activities(target.id):
         click.echo(f"tenant {tenant!r} already has events; not seeding")
         return
@@ -57,10 +57,10 @@ def tenants_group():
 @click.argument("slug")
 @click.option("--name", default=None, help="Display name (defaults to the slug).")
 def tenants_create(slug: str, name: str | None):
-    if auth.find_tenant(slug):
+    if store.find_tenant(slug):
         raise click.ClickException(f"tenant {slug!r} already exists")
     try:
-        tenant = auth.create_tenant(slug, name)
+        tenant = store.create_tenant(slug, name)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created tenant {tenant.slug!r}")
@@ -68,7 +68,7 @@ def tenants_create(slug: str, name: str | None):
 
 @tenants_group.command("list")
 def tenants_list():
-    for tenant in auth.list_tenants():
+    for tenant in store.list_tenants():
         click.echo(f"{tenant.slug}\t{tenant.name}\t{store.count_activities(tenant.id)} events"
                    f"\tkept {tenant.retention_days} days")
 
@@ -93,7 +93,7 @@ def tenants_retention(slug: str, days: int, restamp: bool):
               help="Seconds to rest between batches, to leave the database to others.")
 def prune_command(tenant: str | None, batch_size: int, pause: float):
     """Delete expired events (see `flask tenants retention`), in small batches."""
-    targets = [_tenant_or_fail(tenant)] if tenant else auth.list_tenants()
+    targets = [_tenant_or_fail(tenant)] if tenant else store.list_tenants()
     for target in targets:
         pruned = store.prune(target.id, batch_size=batch_size, pause=pause)
         through = f", occurred up to {pruned.deleted_through:%Y-%m-%d %H:%M} UTC" if pruned.deleted_through else ""
@@ -125,7 +125,7 @@ def tokens_create(tenant: str, scopes: str, name: str):
 def tokens_list(tenant: str | None):
     tenant_id = _tenant_or_fail(tenant).id if tenant else None
     click.echo("id\ttenant\tprefix\tscopes\tname\tlast used\tstatus")
-    for token in auth.list_tokens(tenant_id):
+    for token in store.list_tokens(tenant_id):
         last = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
         status = "revoked" if token.revoked_at else "active"
         click.echo(f"{token.id}\t{token.tenant.slug}\t{token.prefix}…\t{token.scopes.replace(' ', ',')}"
@@ -170,7 +170,7 @@ def integrations_list(tenant: str | None):
     """Tenants, integrations and when their secret was set (never the secret)."""
     tenant_id = _tenant_or_fail(tenant).id if tenant else None
     click.echo("tenant\tintegration\tname\tset at")
-    for row in signing.list_secrets(tenant_id):
+    for row in store.list_secrets(tenant_id):
         click.echo(f"{row.tenant.slug}\t{row.integration}\t{row.name or '-'}\t"
                    f"{row.created_at.isoformat(timespec='seconds')}")
 

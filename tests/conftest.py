@@ -152,11 +152,11 @@ def runner(app):
 @pytest.fixture
 def make_token(app):
     """`make_token("acme", "ingest,read")` -> Authorization headers for a new token."""
-    from activityweb import auth
+    from activityweb import auth, store
 
     def make(tenant: str = "acme", scopes: str = "ingest,read") -> dict:
         with app.app_context():
-            target = auth.get_or_create_tenant(tenant)
+            target = store.get_or_create_tenant(tenant)
             _, secret = auth.create_token(target, "test", scopes.split(","))
         return {"Authorization": f"Bearer {secret}"}
 
@@ -291,11 +291,11 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def make_user(app):
     """`make_user("a@x.io", "acme", "viewer")` -> the user's email (password PASSWORD)."""
-    from activityweb import auth
+    from activityweb import auth, store
 
     def make(email: str = "ada@example.com", tenant: str = "acme", role: str = "viewer") -> str:
         with app.app_context():
-            auth.create_user(email, PASSWORD, auth.get_or_create_tenant(tenant), role)
+            auth.create_user(email, PASSWORD, store.get_or_create_tenant(tenant), role)
         return email
 
     return make

@@ -3,7 +3,7 @@ import hashlib
 
 import sqlalchemy as sa
 
-from activityweb import auth
+from activityweb import auth, store
 from activityweb.extensions import db
 from activityweb.models import ApiToken
 from conftest import event
@@ -57,7 +57,7 @@ def test_revoked_token_is_401(app, client, make_token):
     headers = make_token("acme", "read")
     assert client.get("/api/v1/activities", headers=headers).status_code == 200
     with app.app_context():
-        token = auth.list_tokens()[0]
+        token = store.list_tokens()[0]
         auth.revoke_token(token.id)
     response = client.get("/api/v1/activities", headers=headers)
     assert response.status_code == 401
@@ -75,7 +75,7 @@ def test_local_mode_acts_as_default_tenant(backend, tmp_path, request):
         assert len(client.get("/api/v1/activities").get_json()["items"]) == 1
         # A token still decides the tenant when one is sent.
         with app.app_context():
-            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "t", ["read"])
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["read"])
         other = client.get("/api/v1/activities", headers={"Authorization": f"Bearer {secret}"})
         assert other.get_json()["items"] == []
     finally:

@@ -4,7 +4,7 @@ import re
 import pytest
 import requests
 
-from activityweb import auth, store
+from activityweb import store
 from activityweb.schemas import ActivityIn
 from conftest import event
 
@@ -92,7 +92,7 @@ def test_events_posted_while_the_server_restarts_all_arrive_once(page, server, s
     def while_down():
         # The API is down too: write straight to the database, as another host would.
         with sqlite_local_app.app_context():
-            tenant = auth.get_or_create_tenant("default")
+            tenant = store.get_or_create_tenant("default")
             events = [ActivityIn.model_validate(event(title=f"while down {i}")).model_dump() for i in range(3)]
             stored.extend(r.activity for r in store.add_activities(tenant.id, events))
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from websockets.asyncio.client import connect
 
-from activityweb import auth, store
+from activityweb import store
 from activityweb.schemas import ActivityIn
 from bench.common import gunicorn
 from conftest import event
@@ -60,7 +60,7 @@ def test_every_socket_gets_every_matching_event_from_any_worker(backend, local_a
 
             def insert_directly():
                 with local_app.app_context():
-                    tenant = auth.get_or_create_tenant("default")
+                    tenant = store.get_or_create_tenant("default")
                     rows = [ActivityIn.model_validate(event(title=f"via db {n}", type="gu.event")).model_dump()
                             for n in range(5)]
                     expected.update(r.activity["id"] for r in store.add_activities(tenant.id, rows))

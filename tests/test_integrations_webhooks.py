@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from activityweb import auth, store
+from activityweb import store
 from activityweb.integrations import signing
 from test_openapi import check
 
@@ -29,7 +29,7 @@ def tenants(app):
     ids = {}
     with app.app_context():
         for slug, secrets in SECRETS.items():
-            tenant = auth.get_or_create_tenant(slug)
+            tenant = store.get_or_create_tenant(slug)
             ids[slug] = tenant.id
             for integration, secret in secrets.items():
                 signing.set_secret(tenant, integration, "deploys" if integration == "webhook" else "", secret)

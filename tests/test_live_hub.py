@@ -136,9 +136,9 @@ def test_postgres_hub_hears_commits_from_any_connection(backend, tmp_path, reque
     app = make_app(backend, tmp_path, request)
     try:
         with app.app_context():
-            from activityweb import auth
+            from activityweb import store
 
-            tenant = auth.get_or_create_tenant("acme")
+            tenant = store.get_or_create_tenant("acme")
             hub = app.extensions["activityweb.hub"]
             assert isinstance(hub, live.PostgresHub)
             sub = hub.subscribe(tenant.id, flt("type=deploy.*"))

@@ -131,13 +131,13 @@ def test_a_slow_consumer_is_closed_with_try_again(backend, tmp_path, request, se
     fallen a queue's length behind. On PostgreSQL the hub writes straight to
     an idle socket, so falling behind means the kernel's buffers are full:
     this client reads nothing while about 15 MB of events come, then drains."""
-    from activityweb import auth
+    from activityweb import auth, store
     from conftest import make_app, teardown_app
 
     app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=5, LIVE_STUCK_SECONDS=30.0)
     try:
         with app.app_context():
-            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "t", ["ingest", "read"])
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
         server = serve(app)
         slow = raw_json_socket(server, secret)
         time.sleep(0.3)
@@ -174,10 +174,10 @@ def test_server_shutdown_closes_sockets_with_service_restart(server):
 
 @pytest.fixture
 def token(local_app):
-    from activityweb import auth
+    from activityweb import auth, store
 
     with local_app.app_context():
-        _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "stream", ["ingest", "read"])
+        _, secret = auth.create_token(store.get_or_create_tenant("acme"), "stream", ["ingest", "read"])
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -208,23 +208,23 @@ def test_json_socket_resumes_from_since_without_loss(server, token):
 
 
 def test_json_socket_needs_a_read_token(server, local_app):
-    from activityweb import auth
+    from activityweb import auth, store
 
     with pytest.raises(InvalidStatus) as refused:
         connect(f"{server.ws_url}/ws", additional_headers={"Authorization": "Bearer nope"}, open_timeout=5)
     assert refused.value.response.status_code == 401
     with local_app.app_context():
-        _, ingest_only = auth.create_token(auth.get_or_create_tenant("acme"), "w", ["ingest"])
+        _, ingest_only = auth.create_token(store.get_or_create_tenant("acme"), "w", ["ingest"])
     with pytest.raises(InvalidStatus) as refused:
         connect(f"{server.ws_url}/ws", additional_headers={"Authorization": f"Bearer {ingest_only}"}, open_timeout=5)
     assert refused.value.response.status_code == 403
 
 
 def test_json_socket_is_tenant_scoped(server, token, local_app):
-    from activityweb import auth
+    from activityweb import auth, store
 
     with local_app.app_context():
-        _, other = auth.create_token(auth.get_or_create_tenant("globex"), "w", ["ingest"])
+        _, other = auth.create_token(store.get_or_create_tenant("globex"), "w", ["ingest"])
     with json_socket(server, token) as ws:
         time.sleep(0.2)
         post(server, event(title="globex secret"), headers={"Authorization": f"Bearer {other}"})
@@ -282,7 +282,7 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path
     another keeps getting every event promptly, and the stuck one is cut off
     after its grace. (The JSON /ws carries whole events, data included, so a
     few megabytes fill the buffers quickly.)"""
-    from activityweb import auth
+    from activityweb import auth, store
     from conftest import make_app, teardown_app
 
     # The queue bound sits between what a reading client lags by (a few
@@ -291,7 +291,7 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path
     app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=100, LIVE_STUCK_SECONDS=1.0)
     try:
         with app.app_context():
-            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "t", ["ingest", "read"])
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
         token = {"Authorization": f"Bearer {secret}"}
         server = serve(app)
         stuck = raw_json_socket(server, secret)

@@ -52,10 +52,10 @@ def test_next_is_never_another_site(client, make_user):
 def test_session_cookie_is_secure_in_production(backend, tmp_path, request):
     app = make_app(backend, tmp_path, request, ENV_NAME="production", SESSION_COOKIE_SECURE=True)
     try:
-        from activityweb import auth
+        from activityweb import auth, store
 
         with app.app_context():
-            auth.create_user("p@example.com", PASSWORD, auth.get_or_create_tenant("acme"), "viewer")
+            auth.create_user("p@example.com", PASSWORD, store.get_or_create_tenant("acme"), "viewer")
         client = app.test_client()
         response = sign_in(client, "p@example.com")
         assert "Secure" in response.headers["Set-Cookie"]
@@ -104,13 +104,13 @@ def test_tokens_page_creates_shows_once_and_revokes(client, make_user):
 
 
 def test_an_admin_cannot_revoke_another_tenants_token(client, make_user, make_token, app):
-    from activityweb import auth
+    from activityweb import auth, store
 
     make_token("globex", "read")
     make_user("admin@example.com", "acme", "admin")
     sign_in(client, "admin@example.com")
     with app.app_context():
-        other = auth.list_tokens()[0]
+        other = store.list_tokens()[0]
     token = csrf_from(client.get("/").get_data(as_text=True))
     assert client.post(f"/settings/tokens/{other.id}/revoke", data={"csrf_token": token}).status_code == 404
 
@@ -133,7 +133,7 @@ def test_switching_tenant_only_to_a_membership(client, make_user):
 
 
 def test_users_cli(runner, app):
-    from activityweb import auth
+    from activityweb import auth, store
 
     runner.invoke(args=["tenants", "create", "acme"])
     result = runner.invoke(args=["users", "create", "--email", "Cli@Example.com", "--tenant", "acme", "--role", "admin"],
@@ -170,10 +170,10 @@ def test_api_rate_limit_answers_429_with_retry_after(backend, tmp_path, request,
             _unavailable("Redis", str(exc))
     app = make_app(backend, tmp_path, request, RATELIMIT_API="3 per minute", RATELIMIT_STORAGE_URI=storage)
     try:
-        from activityweb import auth
+        from activityweb import auth, store
 
         with app.app_context():
-            tenant = auth.get_or_create_tenant("acme")
+            tenant = store.get_or_create_tenant("acme")
             _, one = auth.create_token(tenant, "a", ["read"])
             _, two = auth.create_token(tenant, "b", ["read"])
         client = app.test_client()
@@ -262,10 +262,10 @@ def test_streams_refuse_a_foreign_origin(server, auth_headers):
 def test_allowed_origins_widen_the_check(backend, tmp_path, request, serve):
     app = make_app(backend, tmp_path, request, ALLOWED_ORIGINS=["https://dash.example"])
     try:
-        from activityweb import auth
+        from activityweb import auth, store
 
         with app.app_context():
-            _, secret = auth.create_token(auth.get_or_create_tenant("acme"), "w", ["read"])
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "w", ["read"])
         server = serve(app)
         with connect(f"{server.ws_url}/ws", origin="https://dash.example",
                      additional_headers={"Authorization": f"Bearer {secret}"}, open_timeout=5):

@@ -102,10 +102,10 @@ def test_activity_detail_page(web):
 
 
 def test_other_tenants_events_are_not_shown(local_app, web):
-    from activityweb import auth
+    from activityweb import auth, store
 
     with local_app.app_context():
-        _, secret = auth.create_token(auth.get_or_create_tenant("globex"), "t", ["ingest"])
+        _, secret = auth.create_token(store.get_or_create_tenant("globex"), "t", ["ingest"])
     other = web.post("/api/v1/activities", json=event(title="globex only"),
                      headers={"Authorization": f"Bearer {secret}"}).get_json()
     assert "globex only" not in web.get("/").get_data(as_text=True)

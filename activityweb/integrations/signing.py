@@ -18,12 +18,10 @@ import secrets
 import time
 from typing import Callable
 
-import sqlalchemy as sa
-
 from ..auth import Principal
-from ..extensions import db
-from ..models import IntegrationSecret, Tenant, utcnow
 from ..errors import ApiError
+from ..models import Tenant
+from ..store import accounts
 
 INTEGRATIONS = ("github", "hubspot", "salesforce", "webhook")
 # How far a signed timestamp may be from our clock: old enough to be a replay,
@@ -55,34 +53,11 @@ def set_secret(tenant: Tenant, integration: str, name: str = "", secret: str | N
         secret = secrets.token_urlsafe(32)
     if not MIN_SECRET_LENGTH <= len(secret) <= 200 or secret != secret.strip():
         raise SecretError(f"a secret is {MIN_SECRET_LENGTH} to 200 characters without surrounding spaces")
-    holders = db.session.execute(
-        sa.select(IntegrationSecret.tenant_id, IntegrationSecret.secret).where(
-            IntegrationSecret.integration == integration, IntegrationSecret.name == name
-        )
-    ).all()
-    if any(row.tenant_id != tenant.id and hmac.compare_digest(row.secret, secret) for row in holders):
+    holders = accounts.secret_holders(integration, name)
+    if any(row.id != tenant.id and hmac.compare_digest(row.secret, secret) for row in holders):
         raise SecretError("another tenant uses this secret for this integration; requests could not be told apart")
-    row = db.session.execute(
-        sa.select(IntegrationSecret).where(
-            IntegrationSecret.tenant_id == tenant.id,
-            IntegrationSecret.integration == integration,
-            IntegrationSecret.name == name,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        db.session.add(IntegrationSecret(tenant_id=tenant.id, integration=integration, name=name, secret=secret))
-    else:
-        row.secret, row.created_at = secret, utcnow()
-    db.session.commit()
+    accounts.save_secret(tenant.id, integration, name, secret)
     return secret
-
-
-def list_secrets(tenant_id: int | None = None) -> list[IntegrationSecret]:
-    query = sa.select(IntegrationSecret).order_by(IntegrationSecret.tenant_id, IntegrationSecret.integration,
-                                                  IntegrationSecret.name)
-    if tenant_id is not None:
-        query = query.where(IntegrationSecret.tenant_id == tenant_id)
-    return list(db.session.execute(query).scalars())
 
 
 def find_signer(integration: str, name: str, signed_with: Callable[[str], bool]) -> Principal:
@@ -91,14 +66,8 @@ def find_signer(integration: str, name: str, signed_with: Callable[[str], bool])
     Every candidate is checked (no early exit), each with a constant-time
     compare inside `signed_with`.
     """
-    rows = db.session.execute(
-        sa.select(IntegrationSecret.secret, Tenant.id, Tenant.slug)
-        .join(Tenant, Tenant.id == IntegrationSecret.tenant_id)
-        .where(IntegrationSecret.integration == integration, IntegrationSecret.name == name)
-        .order_by(IntegrationSecret.id)
-    ).all()
     signer = None
-    for row in rows:
+    for row in accounts.secret_holders(integration, name):
         if signed_with(row.secret) and signer is None:
             signer = Principal(row.id, row.slug, frozenset({"ingest"}))
     if signer is None:

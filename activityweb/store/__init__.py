@@ -16,7 +16,19 @@ the names below.
 - `reading`: read state, per reader
 - `stats`: counts, series and durations of a filter
 - `retention`: expiry and pruning
+- `accounts`: tenants, API tokens, users and memberships, integration secrets
 """
+from . import accounts
+from .accounts import (
+    create_tenant,
+    find_tenant,
+    get_or_create_tenant,
+    list_secrets,
+    list_tenants,
+    list_tokens,
+    memberships_of,
+    tenant_by_id,
+)
 from .bulk import bulk_load
 from .conversations import (
     CONVERSATION_MAX_EVENTS,
@@ -36,6 +48,8 @@ from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
 __all__ = [
+    "accounts", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
+    "memberships_of", "tenant_by_id",
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "REPLAY_OVERLAP", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
     "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from .. import auth
+from .. import auth, store
 from ..extensions import limiter
 from ..security import login_key, login_limit
 
@@ -52,7 +52,7 @@ def switch_tenant():
 def tokens():
     principal = auth.web_principal()
     auth.require_admin(principal)
-    return render_template("settings/tokens.html", principal=principal, tokens=auth.list_tokens(principal.tenant_id),
+    return render_template("settings/tokens.html", principal=principal, tokens=store.list_tokens(principal.tenant_id),
                            new_secret=None, scopes=auth.SCOPES)
 
 
@@ -62,12 +62,12 @@ def create_token():
     auth.require_admin(principal)
     name = request.form.get("name", "").strip()[:200] or "unnamed"
     try:
-        token, secret = auth.create_token(auth.tenant_by_id(principal.tenant_id), name, request.form.getlist("scopes"))
+        token, secret = auth.create_token(store.tenant_by_id(principal.tenant_id), name, request.form.getlist("scopes"))
     except ValueError as exc:
         flash(str(exc), "error")
         return redirect(url_for("account.tokens"))
     # Shown once, in this response only; the database keeps the hash.
-    response = render_template("settings/tokens.html", principal=principal, tokens=auth.list_tokens(principal.tenant_id),
+    response = render_template("settings/tokens.html", principal=principal, tokens=store.list_tokens(principal.tenant_id),
                                new_secret=secret, new_token=token, scopes=auth.SCOPES)
     return response, 201, {"Cache-Control": "no-store"}
 

@@ -138,7 +138,7 @@ def feed_socket_url(flt: ActivityFilter) -> str:
 
 
 def tenant_choices(principal) -> list[tuple[int, str, str]]:
-    from ..auth import memberships_of
+    from ..store import memberships_of
 
     return memberships_of(principal.user_id) if principal.user_id else []
 
