@@ -13,11 +13,11 @@ from flask.cli import AppGroup, with_appcontext
 from werkzeug.datastructures import MultiDict
 
 from . import auth, export, store
-from .demo import demo_events
 from .config import PROJECT_ROOT
-from .integrations import claude_code, signing
+from .demo import demo_events
 from .errors import InvalidQuery
-from .schemas import parse_filter
+from .filters import parse_filter
+from .integrations import claude_code, signing
 
 
 def _tenant_or_fail(slug: str):

@@ -15,9 +15,9 @@ from typing import Iterable, Iterator
 from flask import Response, stream_with_context
 
 from . import store
-from .models import ACTIVITY_FIELDS, utcnow
 from .errors import InvalidQuery
-from .schemas import ActivityFilter
+from .filters import ActivityFilter
+from .models import ACTIVITY_FIELDS, utcnow
 from .serialize import activity_json
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}

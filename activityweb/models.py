@@ -1,4 +1,4 @@
-"""SQLAlchemy models. Reads and writes of activities go through `store.py`."""
+"""SQLAlchemy models. Every read and write goes through `store/`."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

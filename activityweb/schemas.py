@@ -1,16 +1,15 @@
-"""Validation of what clients send: event bodies and the feed's query string.
+"""Validation of what clients send: event bodies and the query parameters beside the filter.
 
 One place decides what is valid, so the API, the dashboard, the live sockets
 and the exports agree, and every rejection names the field at fault. Errors
 are raised as `errors.ApiError` (bodies) and `errors.InvalidQuery` (query
-strings); what we send back is `serialize.py`'s.
+strings). The filter's own parameters are `filters.py`'s; what we send back
+is `serialize.py`'s.
 """
 from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -222,175 +221,8 @@ def event_json_schema() -> dict:
 
 
 # ------------------------------------------------------------- query strings
-
-_WORD = re.compile(r"[^\W_]+")
-
-
-def search_terms(text: str) -> list[str]:
-    """Words of a search box, lower-cased, as the full-text indexes split them."""
-    return [w.lower() for w in _WORD.findall(text or "")][:16]
-
-
-def parse_time(name: str, value: str) -> datetime:
-    text = value.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # a date picker sends a bare date
-        text += "T00:00:00+00:00"
-    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?", text):
-        text += "+00:00"  # datetime-local has no offset; we mean UTC
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidQuery(name, f"{value!r} is not an ISO 8601 date or time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
-@dataclass(frozen=True)
-class ActivityFilter:
-    """What a reader asked to see. Hashable, so live fan-out can group sockets by it.
-
-    Repeating a key offers alternatives (`type=a&type=b` is a or b); different
-    keys narrow. `type` values ending in `.*` match a prefix.
-    """
-
-    type: tuple[str, ...] = ()
-    source: tuple[str, ...] = ()
-    actor: tuple[str, ...] = ()
-    entity_type: tuple[str, ...] = ()
-    entity_id: tuple[str, ...] = ()
-    status: tuple[str, ...] = ()
-    priority: tuple[str, ...] = ()
-    tag: tuple[str, ...] = ()
-    project: tuple[str, ...] = ()
-    environment: tuple[str, ...] = ()
-    conversation_id: tuple[str, ...] = ()
-    session_id: tuple[str, ...] = ()
-    correlation_id: tuple[str, ...] = ()
-    since: datetime | None = None
-    until: datetime | None = None
-    q: str = ""
-    # Read (True) or unread (False) by whoever asks; see `store.Reader`.
-    read: bool | None = None
-
-    def is_empty(self) -> bool:
-        return self == ActivityFilter()
-
-    def to_args(self) -> list[tuple[str, str]]:
-        """The filter as query-string pairs, the inverse of `parse_filter`."""
-        args = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                args.extend((f.name, v) for v in value)
-            elif isinstance(value, datetime):
-                args.append((f.name, value.isoformat().replace("+00:00", "Z")))
-            elif isinstance(value, bool):
-                args.append((f.name, "true" if value else "false"))
-            elif value:
-                args.append((f.name, value))
-        return args
-
-    @property
-    def terms(self) -> list[str]:
-        return search_terms(self.q)
-
-    def matches(self, a: Any) -> bool:
-        """Whether an event (model or mapping) passes; the live path uses this
-        instead of a query per event. It must agree with `store.apply_filter`."""
-        get = a.get if isinstance(a, dict) else (lambda k: getattr(a, k))
-        if self.read:
-            return False  # an event that has just arrived is unread, whoever reads
-        if self.type and not any(
-            get("type").startswith(t[:-1]) if t.endswith(".*") else get("type") == t for t in self.type
-        ):
-            return False
-        simple = (
-            ("source", "source"), ("actor", "actor_id"), ("entity_type", "entity_type"),
-            ("entity_id", "entity_id"), ("status", "status"), ("priority", "priority"),
-            ("project", "project"), ("environment", "environment"),
-            ("conversation_id", "conversation_id"), ("session_id", "session_id"),
-            ("correlation_id", "correlation_id"),
-        )
-        for name, column in simple:
-            wanted = getattr(self, name)
-            if wanted and get(column) not in wanted:
-                return False
-        if self.tag and not set(self.tag) & set(get("tags") or ()):
-            return False
-        occurred = get("occurred_at")
-        if self.since and occurred < self.since:
-            return False
-        if self.until and occurred >= self.until:
-            return False
-        if self.q:
-            words = search_terms(" ".join(
-                get(k) or "" for k in ("title", "summary", "actor_name", "entity_name")
-            ))
-            if not all(any(w.startswith(t) for w in words) for t in self.terms):
-                return False
-        return True
-
-
-_LIST_KEYS = {f.name for f in fields(ActivityFilter) if f.type.startswith("tuple")}
-_TYPE_FILTER = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$|^\*$")
-PAGE_KEYS = {"limit", "cursor"}
-_COMMA_KEYS = {"type", "source", "status", "priority", "tag"}
-
-
-def parse_filter(args, *, strict: bool = True, extra_keys: frozenset = frozenset()) -> ActivityFilter:
-    """Build a filter from a query string (a werkzeug MultiDict).
-
-    Empty values are ignored (an untouched form field). In strict mode (the
-    JSON API) an unknown key is an error, so a typo does not silently widen
-    the result.
-    """
-    values: dict[str, Any] = {}
-    for key in args.keys():
-        raw = [v.strip() for v in args.getlist(key) if v.strip()]
-        if not strict and key in _COMMA_KEYS:
-            # The dashboard's text fields take several values as "a, b".
-            raw = [part.strip() for v in raw for part in v.split(",") if part.strip()]
-        if any("\x00" in v for v in raw):
-            raise InvalidQuery(key, "must not contain the NUL character")
-        if key in _LIST_KEYS:
-            if not raw:
-                continue
-            if len(raw) > 50:
-                raise InvalidQuery(key, "at most 50 values")
-            for v in raw:
-                if len(v) > 200:
-                    raise InvalidQuery(key, "values are at most 200 characters")
-            if key == "type":
-                for v in raw:
-                    if not _TYPE_FILTER.match(v):
-                        raise InvalidQuery("type", f"{v!r} is not a type like `tool.completed` or a prefix like `tool.*`")
-                if "*" in raw:
-                    continue
-            if key == "priority":
-                for v in raw:
-                    if v not in PRIORITIES:
-                        raise InvalidQuery("priority", f"{v!r} is not one of {', '.join(PRIORITIES)}")
-            values[key] = tuple(dict.fromkeys(raw))
-        elif key in ("since", "until"):
-            if raw:
-                values[key] = parse_time(key, raw[0])
-        elif key == "read":
-            if raw and raw[0] not in ("true", "false"):
-                raise InvalidQuery("read", "is true (read by you) or false (unread)")
-            if raw:
-                values["read"] = raw[0] == "true"
-        elif key == "q":
-            q = " ".join(raw)
-            if len(q) > 200:
-                raise InvalidQuery("q", "at most 200 characters")
-            if search_terms(q):
-                values["q"] = q
-        elif strict and key not in PAGE_KEYS and key not in extra_keys:
-            raise InvalidQuery(key, "is not a filter this endpoint knows")
-    if values.get("since") and values.get("until") and values["since"] >= values["until"]:
-        raise InvalidQuery("until", "must be after since")
-    return ActivityFilter(**values)
+#
+# The filter's own keys are `filters.py`'s; these are the other parameters.
 
 
 def parse_limit(args, default: int = 50, maximum: int = 200) -> int:
@@ -419,23 +251,3 @@ def parse_up_to(args) -> str | None:
     if value and not is_uuid(value):
         raise InvalidQuery("up_to", "is not an event id")
     return value or None
-
-
-def parse_stream_args(args, last_event_id: str | None = None) -> tuple[ActivityFilter, str | None]:
-    """Filter and resume point of a stream (SSE, /ws).
-
-    `since` is the time filter when it is a time, and the resume point when
-    it is an event id (SSE's Last-Event-ID header wins); the two cannot be
-    confused, since an event id is never a valid time.
-    """
-    since_id = None
-    rest = args.copy()
-    value = rest.get("since", "").strip()
-    if is_uuid(value):
-        since_id = value
-        rest.poplist("since")
-    if last_event_id:
-        if not is_uuid(last_event_id.strip()):
-            raise InvalidQuery("Last-Event-ID", "is not an event id")
-        since_id = last_event_id.strip()
-    return parse_filter(rest), since_id

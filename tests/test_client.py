@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from activityweb import store
 from activityweb.client import Client
-from activityweb.schemas import ActivityFilter
+from activityweb.filters import ActivityFilter
 
 CLIENT = Path(__file__).resolve().parent.parent / "activityweb" / "client.py"
 

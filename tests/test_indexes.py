@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from activityweb import store
 from activityweb.extensions import db
-from activityweb.schemas import parse_filter
+from activityweb.filters import parse_filter
 from activityweb.serialize import decode_cursor
 from conftest import event
 

@@ -8,7 +8,7 @@ from werkzeug.datastructures import MultiDict
 
 from activityweb import live, store
 from activityweb.ids import uuid7
-from activityweb.schemas import parse_filter
+from activityweb.filters import parse_filter
 from conftest import event
 
 

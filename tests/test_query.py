@@ -99,7 +99,7 @@ def test_filters_agree_with_live_matching(app, client, auth_headers, corpus):
     from werkzeug.datastructures import MultiDict
 
     from activityweb import store
-    from activityweb.schemas import parse_filter
+    from activityweb.filters import parse_filter
 
     queries = [q for q, _ in FILTER_CASES]
     with app.app_context():

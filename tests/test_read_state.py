@@ -104,7 +104,7 @@ def test_read_is_a_filter_like_the_others(client, alice):
 def test_live_matching_treats_arrivals_as_unread():
     from datetime import datetime, timezone
 
-    from activityweb.schemas import ActivityFilter
+    from activityweb.filters import ActivityFilter
 
     arrival = {"type": "a.b", "source": "api", "occurred_at": datetime.now(timezone.utc), "tags": []}
     assert ActivityFilter(read=False).matches(arrival) and not ActivityFilter(read=True).matches(arrival)

@@ -4,7 +4,8 @@ from flask import current_app, g, jsonify, request
 from .. import store
 from ..auth import require
 from ..errors import not_found
-from ..schemas import parse_events, parse_filter, parse_limit
+from ..filters import parse_filter
+from ..schemas import parse_events, parse_limit
 from ..serialize import activity_json, next_cursor, parse_cursor
 from . import bp
 

@@ -3,7 +3,7 @@ from flask import g, request
 
 from ..auth import require
 from ..export import export_response, parse_format
-from ..schemas import parse_filter
+from ..filters import parse_filter
 from . import bp
 
 

@@ -9,30 +9,10 @@ from functools import lru_cache
 
 from flask import jsonify
 
-from ..schemas import PRIORITIES, ActivityIn
+from ..filters import FIELDS
+from ..schemas import ActivityIn
 from ..serialize import ActivityOut
 from . import bp
-
-FILTER_PARAMETERS = [
-    ("type", "Event type; repeat for several; `tool.*` matches a prefix.", True),
-    ("source", "Producer family (api, claude_code, github, ...).", True),
-    ("actor", "actor_id.", True),
-    ("entity_type", "Entity type.", True),
-    ("entity_id", "Entity id.", True),
-    ("status", "Outcome, e.g. success, failed.", True),
-    ("priority", "low, normal, high or critical.", True),
-    ("tag", "Events carrying this tag; repeat for any of several.", True),
-    ("project", "Project.", True),
-    ("environment", "Environment.", True),
-    ("conversation_id", "Conversation.", True),
-    ("session_id", "Session.", True),
-    ("correlation_id", "Correlation id.", True),
-    ("since", "occurred_at at or after this RFC 3339 time.", False),
-    ("until", "occurred_at before this RFC 3339 time.", False),
-    ("q", "Full-text search over title, summary, actor and entity names; each word matches as a prefix.", False),
-    ("read", "`false`: only events the caller (this token) has not read; `true`: only those it has.", False),
-]
-
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -56,20 +36,9 @@ def _errors(*statuses: int) -> dict:
 
 
 def filter_parameters() -> list[dict]:
-    params = []
-    for name, description, repeatable in FILTER_PARAMETERS:
-        schema: dict = {"type": "string"}
-        if name == "priority":
-            schema = {"type": "string", "enum": list(PRIORITIES)}
-        if name in ("since", "until"):
-            schema = {"type": "string", "format": "date-time"}
-        if name == "read":
-            schema = {"type": "string", "enum": ["true", "false"]}
-        if repeatable:
-            schema = {"type": "array", "items": schema}
-        params.append({"name": name, "in": "query", "required": False, "description": description,
-                       "schema": schema, **({"style": "form", "explode": True} if repeatable else {})})
-    return params
+    """The filter's query parameters, one per field of its table (`filters.FIELDS`)."""
+    return [{"name": f.name, "in": "query", "required": False, "description": f.description, "schema": f.schema(),
+             **({"style": "form", "explode": True} if f.kind.repeatable else {})} for f in FIELDS]
 
 
 PAGE_PARAMETERS = [

@@ -4,7 +4,8 @@ from flask import g, jsonify, request
 from .. import store
 from ..auth import require
 from ..errors import not_found
-from ..schemas import parse_filter, parse_up_to
+from ..filters import parse_filter
+from ..schemas import parse_up_to
 from . import bp
 
 

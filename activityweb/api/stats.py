@@ -3,7 +3,8 @@ from flask import g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..schemas import parse_bucket, parse_filter
+from ..filters import parse_filter
+from ..schemas import parse_bucket
 from ..serialize import iso
 from . import bp
 

@@ -12,9 +12,9 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 
 from .. import live, store
 from ..auth import authenticate_api, check_origin
-from ..extensions import sock
 from ..errors import ApiError
-from ..schemas import parse_stream_args
+from ..extensions import sock
+from ..filters import parse_stream_args
 from ..serialize import activity_json
 from ..web.sockets import follow, no_compression, serve_socket
 from . import bp

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..schemas import ActivityFilter
+from ..filters import ActivityFilter
 from ..timeline import ConversationSummary, Timeline
 from .filtering import apply_filter
 from .tables import FEED_ORDER, activities, public

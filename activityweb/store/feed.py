@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Iterator
 import sqlalchemy as sa
 
 from ..extensions import db
+from ..filters import ActivityFilter
 from ..ids import is_uuid
-from ..schemas import ActivityFilter
 from .filtering import apply_filter
 from .tables import FEED_ORDER, activities, public
 

@@ -1,66 +1,63 @@
-"""A filter as SQL: the WHERE clauses of every read the feed's filter narrows."""
+"""A filter as SQL: each kind of field the filter declares (`filters.py`) gets its clause here.
+
+`apply_filter` narrows any select over `activities` field by field, so it
+agrees with `ActivityFilter.matches`, the same table evaluated in memory
+(`tests/test_filter_table.py` checks both on both databases).
+"""
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ..schemas import ActivityFilter
+from ..filters import ActivityFilter, AnyTag, Moment, OneOf, ReadState, Search, TypeName, search_terms
 from .database import dialect
 from .tables import activities
 
 
 def apply_filter(query, flt: ActivityFilter, reader=None):
-    """Narrow a select over `activities` by a filter. Must agree with
-    `ActivityFilter.matches`. `read` needs the reader it is relative to
-    (a `reading.Reader`)."""
-    c = activities.c
-    if flt.type:
-        exact = [t for t in flt.type if not t.endswith(".*")]
-        clauses = [c.type.in_(exact)] if exact else []
-        for prefix in (t[:-1] for t in flt.type if t.endswith(".*")):
-            # 'tool.' <= type < 'tool/' ('/' follows '.'): a btree range, unlike LIKE.
-            clauses.append(sa.and_(c.type >= prefix, c.type < prefix[:-1] + "/"))
-        query = query.where(sa.or_(*clauses))
-    for name, column in (
-        ("source", c.source), ("actor", c.actor_id), ("entity_type", c.entity_type),
-        ("entity_id", c.entity_id), ("status", c.status), ("priority", c.priority),
-        ("project", c.project), ("environment", c.environment),
-        ("conversation_id", c.conversation_id), ("session_id", c.session_id),
-        ("correlation_id", c.correlation_id),
-    ):
-        values = getattr(flt, name)
-        if len(values) == 1:
-            query = query.where(column == values[0])
-        elif values:
-            query = query.where(column.in_(values))
-    if flt.tag:
-        query = query.where(_has_any_tag(flt.tag))
-    if flt.since:
-        query = query.where(c.occurred_at >= flt.since)
-    if flt.until:
-        query = query.where(c.occurred_at < flt.until)
-    if flt.q:
-        query = query.where(_full_text(flt.terms))
-    if flt.read is not None:
-        if reader is None:
-            raise ValueError("filtering on read state needs a reader")
-        query = query.where(sa.not_(reader.unread()) if flt.read else reader.unread())
+    """Narrow a select over `activities` by a filter. `read` needs the reader
+    it is relative to (a `reading.Reader`)."""
+    for declared, value in flt.active:
+        query = query.where(CLAUSES[type(declared.kind)](declared.kind, value, reader))
     return query
 
 
-def _has_any_tag(tags: tuple[str, ...]):
+def _one_of(kind: OneOf, values: tuple[str, ...], _reader):
+    column = activities.c[kind.column]
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
+def _type_name(kind: TypeName, values: tuple[str, ...], _reader):
+    column = activities.c[kind.column]
+    exact = [t for t in values if not t.endswith(".*")]
+    clauses = [column.in_(exact)] if exact else []
+    for prefix in (t[:-1] for t in values if t.endswith(".*")):
+        # 'tool.' <= type < 'tool/' ('/' follows '.'): a btree range, unlike LIKE.
+        clauses.append(sa.and_(column >= prefix, column < prefix[:-1] + "/"))
+    return sa.or_(*clauses)
+
+
+def _any_tag(kind: AnyTag, tags: tuple[str, ...], _reader):
+    column = activities.c[kind.column]
     if dialect() == "postgresql":
-        tags_jsonb = sa.type_coerce(activities.c.tags, postgresql.JSONB)
+        tags_jsonb = sa.type_coerce(column, postgresql.JSONB)
         return sa.or_(*(tags_jsonb.contains([t]) for t in tags))
-    each = sa.func.json_each(activities.c.tags).table_valued("value")
+    each = sa.func.json_each(column).table_valued("value")
     return sa.exists().where(each.c.value.in_(tags))
 
 
-def _full_text(terms: list[str]):
-    """Every word of the search box as a prefix (search as you type).
+def _moment(kind: Moment, moment, _reader):
+    column = activities.c[kind.column]
+    return column >= moment if kind.after else column < moment
 
-    Terms are alphanumeric (`schemas.search_terms`), so neither query syntax can be injected.
+
+def _search(kind: Search, text: str, _reader):
+    """Every word of the search box as a prefix (search as you type), over
+    the full-text index of `kind.columns` (made by the migrations).
+
+    Terms are alphanumeric (`filters.search_terms`), so neither query syntax can be injected.
     """
+    terms = search_terms(text)
     if dialect() == "postgresql":
         tsquery = " & ".join(f"{t}:*" for t in terms)
         return sa.literal_column("activities.search_vector").op("@@")(
@@ -73,3 +70,13 @@ def _full_text(terms: list[str]):
     )
     return sa.literal_column("activities.rowid").in_(matching)
 
+
+def _read_state(_kind: ReadState, read: bool, reader):
+    if reader is None:
+        raise ValueError("filtering on read state needs a reader")
+    return sa.not_(reader.unread()) if read else reader.unread()
+
+
+# The clause of each kind of field, by the kind's class.
+CLAUSES = {OneOf: _one_of, TypeName: _type_name, AnyTag: _any_tag, Moment: _moment, Search: _search,
+           ReadState: _read_state}

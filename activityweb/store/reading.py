@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
+from ..filters import ActivityFilter
 from ..models import utcnow
-from ..schemas import ActivityFilter
 from .database import dialect
 from .feed import get_activity
 from .filtering import apply_filter

@@ -7,8 +7,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from ..extensions import db
+from ..filters import ActivityFilter
 from ..ids import uuid7_floor, uuid7_time
-from ..schemas import ActivityFilter
 from .database import release
 from .filtering import apply_filter
 from .tables import activities, public

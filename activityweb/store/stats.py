@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ..errors import InvalidQuery
 from ..extensions import db
-from ..schemas import ActivityFilter
+from ..filters import ActivityFilter
 from .database import dialect
 from .filtering import apply_filter
 from .reading import Reader

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from ..schemas import ActivityFilter
+from ..filters import ActivityFilter
 from ..store import SeriesPoint, Stats
 from .present import filter_url
 

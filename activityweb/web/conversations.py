@@ -6,9 +6,9 @@ from flask import abort, render_template, request
 
 from .. import store
 from ..auth import web_principal
+from ..filters import parse_filter
 from ..ids import uuid7_floor
 from ..models import utcnow
-from ..schemas import parse_filter
 from . import bp
 
 

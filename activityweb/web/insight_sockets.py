@@ -13,7 +13,7 @@ from flask import Blueprint, g, render_template
 from .. import store
 from ..auth import check_origin, web_principal
 from ..extensions import sock
-from ..schemas import ActivityFilter
+from ..filters import ActivityFilter
 from .sockets import HELLO_TIMEOUT, REPLAY_LIMIT, Hello, follow, no_compression, serve_socket
 
 bp = Blueprint("insight_sockets", __name__)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import url_for
 
-from ..schemas import PRIORITIES, ActivityFilter
+from ..filters import FIELDS, ActivityFilter
 from ..serialize import iso, next_cursor
 from ..store import UNREAD_COUNT_CAP
 
@@ -151,5 +151,5 @@ def register(app) -> None:
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
                                   next_cursor=next_cursor,
-                                  tenant_choices=tenant_choices, priorities=PRIORITIES,
+                                  tenant_choices=tenant_choices, filter_fields=FIELDS,
                                   unread_cap=UNREAD_COUNT_CAP)

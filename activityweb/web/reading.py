@@ -8,9 +8,10 @@ from flask import abort, g, redirect, render_template, request
 
 from .. import store
 from ..auth import web_principal
+from ..filters import parse_filter
 from ..ids import uuid7_floor
 from ..models import utcnow
-from ..schemas import parse_filter, parse_up_to
+from ..schemas import parse_up_to
 from . import bp
 from .present import feed_url
 

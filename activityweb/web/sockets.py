@@ -24,10 +24,10 @@ from wsproto.frame_protocol import FrameProtocol
 
 from .. import live, store
 from ..auth import check_origin, web_principal
-from ..extensions import sock
-from ..ids import is_uuid
 from ..errors import InvalidQuery
-from ..schemas import parse_filter
+from ..extensions import sock
+from ..filters import parse_filter
+from ..ids import is_uuid
 from ..serialize import decode_cursor
 from .render import live_message
 

@@ -6,7 +6,8 @@ from flask import request
 from .. import store
 from ..auth import web_principal
 from ..errors import InvalidQuery
-from ..schemas import ActivityFilter, parse_bucket, parse_filter
+from ..filters import ActivityFilter, parse_filter
+from ..schemas import parse_bucket
 from . import bp, charts
 from .reading import web_reader
 from .views import render_page_or_partial

@@ -6,11 +6,11 @@ from flask import abort, make_response, render_template, request
 
 from .. import store
 from ..auth import web_principal
+from ..errors import InvalidQuery
 from ..export import export_response, parse_format
+from ..filters import ActivityFilter, parse_filter
 from ..ids import uuid7_floor
 from ..models import utcnow
-from ..errors import InvalidQuery
-from ..schemas import ActivityFilter, parse_filter
 from ..serialize import parse_cursor
 from . import bp
 from .reading import web_reader
