@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, make_response, redirect, render_template, request, url_for
+from flask import g, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message, "details": details or []}})
     else:
+        g.error_page = True  # no header figures: the database may be what failed (web/context.py)
         response = make_response(render_template("error.html", status=status, code=code, message=message,
                                                   details=details or []))
     response.status_code = status

@@ -1,7 +1,6 @@
 """Reading the feed: keyset pages, one event, a count, and every event of a filter (exports)."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterator
@@ -23,12 +22,6 @@ class Page:
     items: list[dict]
     # The keyset position (occurred_at, id) the next page starts after; None on the last page.
     next_after: tuple[datetime, str] | None
-    reader: Reader | None = None
-
-    @functools.cached_property
-    def unread(self) -> set[str]:
-        """Ids of the items the page's reader has not read (looked up when first asked)."""
-        return self.reader.unread_among([a["id"] for a in self.items]) if self.reader else set()
 
 
 def list_activities(
@@ -40,7 +33,7 @@ def list_activities(
     reader: Reader | None = None,
 ) -> Page:
     """One keyset page in feed order, starting after the (occurred_at, id)
-    `after`; with a reader, the page knows which of its items they have not read."""
+    `after`; `reader` is whose read state a `read` filter means."""
     query = apply_filter(sa.select(activities).where(activities.c.tenant_id == tenant_id), flt, reader)
     if after:
         moment, last_id = after
@@ -54,7 +47,7 @@ def list_activities(
     rows = db.session.execute(query.order_by(*FEED_ORDER).limit(limit + 1)).mappings().all()
     items = [public(r) for r in rows[:limit]]
     next_after = (items[-1]["occurred_at"], items[-1]["id"]) if len(rows) > limit else None
-    return Page(items, next_after, reader)
+    return Page(items, next_after)
 
 
 def get_activity(tenant_id: int, activity_id: str) -> dict | None:

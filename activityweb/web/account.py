@@ -52,7 +52,7 @@ def switch_tenant():
 def tokens():
     principal = auth.web_principal()
     auth.require_admin(principal)
-    return render_template("settings/tokens.html", principal=principal, tokens=store.list_tokens(principal.tenant_id),
+    return render_template("settings/tokens.html", tokens=store.list_tokens(principal.tenant_id),
                            new_secret=None, scopes=auth.SCOPES)
 
 
@@ -67,7 +67,7 @@ def create_token():
         flash(str(exc), "error")
         return redirect(url_for("account.tokens"))
     # Shown once, in this response only; the database keeps the hash.
-    response = render_template("settings/tokens.html", principal=principal, tokens=store.list_tokens(principal.tenant_id),
+    response = render_template("settings/tokens.html", tokens=store.list_tokens(principal.tenant_id),
                                new_secret=secret, new_token=token, scopes=auth.SCOPES)
     return response, 201, {"Cache-Control": "no-store"}
 

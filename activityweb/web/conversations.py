@@ -17,7 +17,7 @@ def conversations():
     principal = web_principal()
     flt = parse_filter(request.args, strict=False)
     found = store.recent_conversations(principal.tenant_id, flt, limit=50)
-    return render_template("conversations/index.html", conversations=found, flt=flt, principal=principal)
+    return render_template("conversations/index.html", conversations=found, flt=flt)
 
 
 @bp.get("/conversations/<conversation_id>")
@@ -26,5 +26,5 @@ def conversation(conversation_id: str):
     timeline = store.conversation_timeline(principal.tenant_id, conversation_id)
     if timeline is None:
         abort(404, "No such conversation in this tenant.")
-    return render_template("conversations/show.html", principal=principal, live_since=uuid7_floor(utcnow()),
+    return render_template("conversations/show.html", live_since=uuid7_floor(utcnow()),
                            **vars(timeline))

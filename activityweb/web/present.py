@@ -137,12 +137,6 @@ def feed_socket_url(flt: ActivityFilter) -> str:
     return socket_path("feed_socket.feed_socket", **filter_args(flt))
 
 
-def tenant_choices(principal) -> list[tuple[int, str, str]]:
-    from ..store import memberships_of
-
-    return memberships_of(principal.user_id) if principal.user_id else []
-
-
 def register(app) -> None:
     app.jinja_env.filters.update(
         relative_time=relative_time, absolute_time=absolute_time, duration=duration,
@@ -151,5 +145,5 @@ def register(app) -> None:
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
                                   next_cursor=next_cursor,
-                                  tenant_choices=tenant_choices, filter_fields=FIELDS,
+                                  filter_fields=FIELDS,
                                   unread_cap=UNREAD_COUNT_CAP)

@@ -1,5 +1,5 @@
 """Read state on the dashboard: mark one event or what the filter shows as
-read, and the header's unread count (kept live by `insight_sockets`)."""
+read. The header's unread count is `context.py`'s, kept live by `insight_sockets`."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,6 @@ from flask import abort, g, redirect, render_template, request
 from .. import store
 from ..auth import web_principal
 from ..filters import parse_filter
-from ..ids import uuid7_floor
-from ..models import utcnow
 from ..schemas import parse_up_to
 from . import bp
 from .present import feed_url
@@ -44,12 +42,3 @@ def mark_all_read():
         return redirect(feed_url(flt))
     body = render_template("reading/_unread.html", unread_count=store.unread_count(reader), oob=True)
     return body, {"HX-Trigger": json.dumps({"activityweb:read-all": {"upTo": up_to or ""}})}
-
-
-@bp.app_template_global()
-def unread_badge() -> dict:
-    """The header's unread count, and the receive point after which its
-    socket counts arrivals (taken after the count: an event it misses is
-    one too few, never one counted twice)."""
-    count = store.unread_count(web_reader())
-    return {"count": count, "since": uuid7_floor(utcnow())}

@@ -22,7 +22,6 @@ def stats():
                                      reader=web_reader())
     except InvalidQuery as exc:  # a half-typed filter: say what is wrong where the charts would be
         return render_page_or_partial("stats/index.html", "stats/_results.html", 400, flt=ActivityFilter(),
-                                      stats=None, error=exc, principal=principal)
+                                      stats=None, error=exc)
     return render_page_or_partial("stats/index.html", "stats/_results.html", flt=flt, stats=found, error=None,
-                                  charts=charts.for_stats(found), top=charts.top_lists(found, flt),
-                                  principal=principal)
+                                  charts=charts.for_stats(found), top=charts.top_lists(found, flt))

@@ -35,12 +35,12 @@ def feed():
     except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, principal=principal, live_since=None, pruned=None)
-    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after,
-                                 reader=web_reader())
+                                      page=None, error=exc, live_since=None, pruned=None)
+    reader = web_reader()
+    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after, reader=reader)
     # Retention: the first page says when older events were deleted, and up to when.
     pruned = None if after else store.last_prune(principal.tenant_id)
-    context = dict(flt=flt, page=page, error=None, principal=principal,
+    context = dict(flt=flt, page=page, unread_ids=reader.unread_among([a["id"] for a in page.items]), error=None,
                    live_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
     partial = "feed/_page.html" if after else "feed/_results.html"
     return render_page_or_partial("feed/index.html", partial, **context)
@@ -55,8 +55,7 @@ def export():
 
 @bp.get("/activities/<activity_id>")
 def activity(activity_id: str):
-    principal = web_principal()
     found = store.mark_read(web_reader(), activity_id)  # opening an event reads it, as in mail
     if found is None:
         abort(404, "No such activity in this tenant.")
-    return render_template("activities/detail.html", a=found, principal=principal)
+    return render_template("activities/detail.html", a=found)
