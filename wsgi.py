@@ -1,7 +1,7 @@
 """WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`, and FLASK_APP for the CLI."""
 import sys
 
-from activityweb import create_app
+from activityweb.app import create_app
 from activityweb.config import ConfigError
 
 try:

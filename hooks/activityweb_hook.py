@@ -18,11 +18,11 @@ with ACTIVITYWEB_TOKEN. Claude Code waits for a command hook, so this one:
   always exits 0: tracking must never block or fail Claude's work.
 
 Standard library only. It uses the spool and delivery code of the Python
-client, activityweb/client.py (also standard library only), loaded by path so
-that neither Flask nor the app is imported: keep it beside this repository's
-activityweb/ directory.
+client, the `activityweb_client` package (also standard library only):
+imported when it is installed (`pip install ./clients/python`) or lies beside
+this file, and otherwise found in this repository's checkout
+(`../clients/python`), so neither Flask nor the app is ever imported.
 """
-import importlib.util
 import json
 import os
 import sys
@@ -34,14 +34,17 @@ ENDPOINT = "/api/v1/integrations/claude-code"
 STAMP = "activityweb_occurred_at"  # read by activityweb/integrations/claude_code.py
 TIMEOUT_SECONDS = 0.8
 BUDGET_SECONDS = 1.0
-CLIENT = Path(__file__).resolve().parent.parent / "activityweb" / "client.py"
+# Where the client lies in a checkout of the repository, for a hook run from there uninstalled.
+CHECKOUT_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "python"
 
 
 def load_client():
-    spec = importlib.util.spec_from_file_location("activityweb_client", CLIENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        import activityweb_client
+    except ImportError:
+        sys.path.append(str(CHECKOUT_CLIENT))
+        import activityweb_client
+    return activityweb_client
 
 
 def main(started: float) -> None:

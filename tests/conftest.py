@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 import sqlalchemy as sa
 
-from activityweb import create_app
+from activityweb.app import create_app
 from activityweb.extensions import db
 
 if TYPE_CHECKING:

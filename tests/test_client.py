@@ -1,4 +1,4 @@
-"""activityweb/client.py against a real server that is down, then up."""
+"""The producers' client (clients/python, the activityweb_client package) against a real server that is down, then up."""
 import json
 import socket
 import subprocess
@@ -12,10 +12,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from activityweb import store
-from activityweb.client import Client
 from activityweb.filters import ActivityFilter
+from activityweb_client import Client
 
-CLIENT = Path(__file__).resolve().parent.parent / "activityweb" / "client.py"
+CLIENT = Path(__file__).resolve().parent.parent / "clients" / "python" / "activityweb_client" / "__init__.py"
 
 pytestmark = pytest.mark.server
 

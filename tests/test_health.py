@@ -15,7 +15,7 @@ def test_readyz_when_migrated(client):
 
 
 def test_readyz_503_when_not_migrated(tmp_path):
-    from activityweb import create_app
+    from activityweb.app import create_app
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}", "SECRET_KEY": "x"})
     response = app.test_client().get("/readyz")
@@ -36,7 +36,7 @@ def test_migrations_upgrade_from_empty_and_back(backend, tmp_path, request):
     """Upgrade an empty database to head, check the schema, downgrade to empty, upgrade again."""
     from flask_migrate import downgrade, upgrade
 
-    from activityweb import create_app
+    from activityweb.app import create_app
     from conftest import config_for
 
     if backend == "sqlite":

@@ -1,6 +1,7 @@
 """hooks/activityweb_hook.py, run as Claude Code runs it: a subprocess with
 the payload on stdin, against a real server that is down, then up."""
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,12 +20,14 @@ FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
 pytestmark = pytest.mark.server
 
 
-def run_hook(payload, *, url: str, token: str, spool: Path, **env) -> tuple[subprocess.CompletedProcess, float]:
+def run_hook(payload, *, url: str, token: str, spool: Path, hook: Path = HOOK, isolated: bool = False,
+             **env) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the hook; `isolated`: without site-packages, so an installed client is not found."""
     stdin = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     environment = {"ACTIVITYWEB_URL": url, "ACTIVITYWEB_TOKEN": token, "ACTIVITYWEB_SPOOL_DIR": str(spool),
                    "PATH": "/usr/bin:/bin", **env}
     began = time.monotonic()
-    result = subprocess.run([sys.executable, str(HOOK)], input=stdin, env=environment,
+    result = subprocess.run([sys.executable, *(["-S"] if isolated else []), str(hook)], input=stdin, env=environment,
                             capture_output=True, timeout=10)
     return result, time.monotonic() - began
 
@@ -132,3 +135,24 @@ def test_settings_for_both_styles(runner):
     assert {h["type"] for h in handlers} == {"command"}
     assert handlers[0]["command"] == f"python3 {HOOK}"
     assert command["env"] == {"ACTIVITYWEB_URL": "http://127.0.0.1:5000"}
+
+
+def test_uninstalled_it_finds_the_client_in_the_checkout(app, server, token, tmp_path):
+    server.start()
+    result, seconds = run_hook(fixture("stop"), url=server.url, token=token, spool=tmp_path, isolated=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert [e["type"] for e in stored(app, source="claude_code")] == ["claude.stop"]
+
+
+def test_a_copy_beside_the_client_package_works_on_its_own(app, server, token, tmp_path):
+    """Copied out of the repository next to activityweb_client/, uninstalled: there
+    is no checkout to fall back on, so only the package beside it can deliver."""
+    alone = tmp_path / "hooks"
+    alone.mkdir()
+    shutil.copy(HOOK, alone / HOOK.name)
+    shutil.copytree(ROOT / "clients" / "python" / "activityweb_client", alone / "activityweb_client")
+    server.start()
+    result, _ = run_hook(fixture("stop"), url=server.url, token=token, spool=tmp_path / "spool",
+                         hook=alone / HOOK.name, isolated=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert [e["type"] for e in stored(app, source="claude_code")] == ["claude.stop"]

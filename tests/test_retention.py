@@ -142,7 +142,7 @@ def test_the_migration_gives_stored_events_their_expiry(backend, tmp_path, reque
     """Events stored before retention existed expire after their tenant's period (0005 -> 0006)."""
     from flask_migrate import downgrade, upgrade
 
-    from activityweb import create_app
+    from activityweb.app import create_app
     from conftest import config_for
 
     config = config_for("sqlite", tmp_path, request)

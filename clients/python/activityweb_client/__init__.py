@@ -1,7 +1,8 @@
-"""Send activities from application code: `track(type, title, **fields)`.
+"""Send activities to ActivityWeb from application code: `track(type, title, **fields)`.
 
-Standard library only, and it imports neither Flask nor the app, so any
-Python program can carry this one file. Tracking never hurts the caller:
+A package of its own, standard library only: `pip install ./clients/python`
+(or `pip install "git+<repository URL>#subdirectory=clients/python"`), or
+copy this one file as `activityweb_client.py`. Tracking never hurts the caller:
 
 - `track` only puts the event on a bounded queue: it does not block, does
   not raise, and drops the event (counting it in `dropped`) when the queue
@@ -40,6 +41,8 @@ try:  # POSIX; elsewhere concurrent writers are not serialised (the server still
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
+
+__version__ = "1.0.0"  # clients/python/pyproject.toml says the same
 
 log = logging.getLogger("activityweb.client")
 

@@ -1,0 +1,76 @@
+"""`create_app`: the app with its extensions, blueprints, CLI commands and error handlers."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import live, security, store
+from .api import bp as api_bp
+from .api.streams import ws_bp as activity_socket_bp
+from .cli import register_commands
+from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env
+from .errors import register_error_handlers
+from .extensions import db, migrate, sock
+from .health import bp as health_bp
+from .web import bp as web_bp
+from .web import present
+from .web.account import bp as account_bp
+from .web.insight_sockets import bp as insight_socket_bp
+from .web.sockets import bp as feed_socket_bp
+
+
+def _dev_secret_key() -> str:
+    """A per-checkout key for development, kept on disk so every worker shares it."""
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(
+        "activityweb",
+        instance_path=str(INSTANCE_DIR),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(from_env())
+    if config:
+        app.config.update(config)
+    check_production(app.config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _dev_secret_key()
+    # Pings every 25 s keep idle sockets through proxies and find dead peers.
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
+    app.json.sort_keys = False
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    store.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    sock.init_app(app)
+    live.init_app(app, store.activities_by_ids)
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(activity_socket_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(web_bp)
+    app.register_blueprint(feed_socket_bp)
+    app.register_blueprint(insight_socket_bp)
+    app.register_blueprint(account_bp)
+    present.register(app)
+    security.init_app(app, api_bp, [activity_socket_bp, feed_socket_bp])
+    if app.config.get("TRUSTED_PROXIES"):
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    # Set when the server is shutting down: live sockets then close with 1012
+    # so browsers reconnect (to another worker) and replay.
+    app.extensions["activityweb.stopping"] = threading.Event()
+    register_error_handlers(app)
+    register_commands(app)
+    return app
