@@ -52,6 +52,7 @@
         if (!existing.classList.contains("unread")) markedRead(item);
         existing.replaceWith(item);
         htmx.process(item);  // it left the swapped fragment, so htmx would not see it
+        refreshTimes(item);  // nor fire htmx:load for it
       } else {
         item.classList.add("arrived");
       }
@@ -160,25 +161,22 @@
   }
 
   // --- Times ------------------------------------------------------------------
-  // Server-rendered relative times ("5 min ago") drift; refresh them, and show
-  // the absolute time in the reader's own zone on hover.
-
-  function relative(date) {
-    var seconds = (Date.now() - date.getTime()) / 1000;
-    if (seconds < 0) return "in the future";
-    if (seconds < 45) return "just now";
-    if (seconds < 3600) return Math.max(1, Math.round(seconds / 60)) + " min ago";
-    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
-    if (seconds < 2 * 86400) return "yesterday";
-    if (seconds < 7 * 86400) return Math.floor(seconds / 86400) + " days ago";
-    return date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
-  }
+  // Server-rendered relative times ("5 min ago") drift; refresh them with the
+  // server's own rule (relative-time.js, the rule in <meta name="relative-time">),
+  // and show the absolute time in the reader's own zone on hover.
+  var timeRule = null;
 
   function refreshTimes(root) {
+    if (!timeRule) {
+      var meta = document.querySelector("meta[name=relative-time]");
+      if (!meta) return;
+      timeRule = JSON.parse(meta.content);
+    }
+    var now = Date.now();
     (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
       var date = new Date(t.getAttribute("datetime"));
       if (isNaN(date)) return;
-      t.textContent = relative(date);
+      t.textContent = window.activitywebRelativeTime(timeRule, date, now);
       t.title = date.toLocaleString();
     });
   }

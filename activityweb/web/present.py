@@ -6,6 +6,7 @@ database.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -53,22 +54,37 @@ def is_important(activity: dict) -> bool:
     return activity["priority"] in ("high", "critical") or activity.get("status") == "failed"
 
 
+# The one rule for "5 min ago". The server renders it (`relative_time`); the
+# browser only refreshes the text as time passes, from this same data, which
+# every page carries (base.html's <meta name="relative-time">; applied by
+# static/relative-time.js). Steps: [below this many seconds ago, the text,
+# the unit {n} counts in seconds, "nearest" (half up) or "floor"]. Older
+# than the last step: the date in UTC, with its year if not this year's.
+RELATIVE_TIME = {
+    "future": "in the future",
+    "steps": [
+        [45, "just now", 1, "floor"],
+        [3600, "{n} min ago", 60, "nearest"],
+        [86400, "{n} h ago", 3600, "nearest"],
+        [2 * 86400, "yesterday", 1, "floor"],
+        [7 * 86400, "{n} days ago", 86400, "floor"],
+    ],
+    "months": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+}
+
+
 def relative_time(moment: datetime, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     seconds = (now - moment).total_seconds()
     if seconds < 0:
-        return "in the future"
-    if seconds < 45:
-        return "just now"
-    if seconds < 3600:
-        return f"{round(seconds / 60) or 1} min ago"
-    if seconds < 86400:
-        return f"{round(seconds / 3600)} h ago"
-    if seconds < 2 * 86400:
-        return "yesterday"
-    if seconds < 7 * 86400:
-        return f"{int(seconds // 86400)} days ago"
-    return moment.strftime("%b %-d, %Y") if moment.year != now.year else moment.strftime("%b %-d")
+        return RELATIVE_TIME["future"]
+    for below, text, unit, rounding in RELATIVE_TIME["steps"]:
+        if seconds < below:
+            count = math.floor(seconds / unit + (0.5 if rounding == "nearest" else 0))
+            return text.replace("{n}", str(max(count, 1)))
+    moment, now = moment.astimezone(timezone.utc), now.astimezone(timezone.utc)
+    day = f"{RELATIVE_TIME['months'][moment.month - 1]} {moment.day}"
+    return day if moment.year == now.year else f"{day}, {moment.year}"
 
 
 def absolute_time(moment: datetime) -> str:
@@ -145,5 +161,5 @@ def register(app) -> None:
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
                                   next_cursor=next_cursor,
-                                  filter_fields=FIELDS,
+                                  filter_fields=FIELDS, relative_time_rule=RELATIVE_TIME,
                                   unread_cap=UNREAD_COUNT_CAP)
