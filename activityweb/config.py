@@ -92,7 +92,6 @@ def from_env() -> dict:
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
         # Behind a reverse proxy, how many X-Forwarded-* hops to trust for the client address.
         "TRUSTED_PROXIES": env_int("ACTIVITYWEB_TRUSTED_PROXIES", 0),
-        "JSON_SORT_KEYS": False,
         # Claude Code hooks: tool inputs, tool responses, prompts and other
         # long fields are cut to this many characters before storage.
         "CLAUDE_CODE_MAX_FIELD_CHARS": env_int("ACTIVITYWEB_CLAUDE_CODE_MAX_FIELD_CHARS", 2000),

@@ -140,7 +140,7 @@ class Subscription:
             self._cond.notify()
 
     def wake(self) -> None:
-        """Make `get` return now (the owner has something else to do), or at
+        """Make `get_batches` return now (the owner has something else to do), or at
         once the next time it is called if the owner is not waiting yet."""
         with self._cond:
             self._woken = True
@@ -159,10 +159,6 @@ class Subscription:
             if batches:
                 self._owner_sending = True
             return batches
-
-    def get(self, timeout: float | None = None) -> list[dict]:
-        """Like `get_batches`, as one list of events."""
-        return [event for batch in self.get_batches(timeout) for event in batch]
 
     def unsubscribe(self) -> None:
         with self._cond:
@@ -205,10 +201,6 @@ class Hub:
                 if not subs:
                     del self._subs[sub.tenant_id]
 
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self._subs.values())
-
     def fan_out(self, tenant_id: int, events: list[dict]) -> None:
         """Offer each subscriber of the tenant the events its filter matches.
 
@@ -229,7 +221,10 @@ class Hub:
                     sub._offer(matched)
 
     def wake_all(self) -> None:
-        """Make every waiting subscriber look up now (the server is stopping)."""
+        """Make every waiting subscriber look up now (the server is stopping:
+        with `activityweb.stopping` set, sockets then close with 1012). Only
+        the tests' server calls it for now; graceful restarts under gunicorn
+        are issue 11's."""
         with self._lock:
             subs = [s for group in self._subs.values() for s in group]
         for sub in subs:

@@ -216,10 +216,6 @@ def parse_events(body: bytes, max_batch: int) -> tuple[list[dict], bool]:
     return [e.model_dump() for e in events], is_batch
 
 
-def event_json_schema() -> dict:
-    return ActivityIn.model_json_schema(ref_template="#/components/schemas/{model}")
-
-
 # ------------------------------------------------------------- query strings
 #
 # The filter's own keys are `filters.py`'s; these are the other parameters.
