@@ -20,6 +20,13 @@ from .filters import parse_filter
 from .integrations import claude_code, signing
 
 
+def _table(header: str, lines) -> None:
+    """A tab-separated table: the header, then a line per row."""
+    click.echo(header)
+    for line in lines:
+        click.echo(line)
+
+
 def _tenant_or_fail(slug: str):
     tenant = store.find_tenant(slug)
     if tenant is None:
@@ -123,13 +130,13 @@ def tokens_create(tenant: str, scopes: str, name: str):
 @tokens_group.command("list")
 @click.option("--tenant", default=None, help="Only this tenant's tokens.")
 def tokens_list(tenant: str | None):
-    tenant_id = _tenant_or_fail(tenant).id if tenant else None
-    click.echo("id\ttenant\tprefix\tscopes\tname\tlast used\tstatus")
-    for token in store.list_tokens(tenant_id):
+    def line(token) -> str:
         last = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
-        status = "revoked" if token.revoked_at else "active"
-        click.echo(f"{token.id}\t{token.tenant.slug}\t{token.prefix}…\t{token.scopes.replace(' ', ',')}"
-                   f"\t{token.name}\t{last}\t{status}")
+        return (f"{token.id}\t{token.tenant.slug}\t{token.prefix}…\t{token.scopes.replace(' ', ',')}"
+                f"\t{token.name}\t{last}\t{'revoked' if token.revoked_at else 'active'}")
+
+    tenant_id = _tenant_or_fail(tenant).id if tenant else None
+    _table("id\ttenant\tprefix\tscopes\tname\tlast used\tstatus", map(line, store.list_tokens(tenant_id)))
 
 
 @tokens_group.command("revoke")
@@ -169,10 +176,9 @@ def integrations_set_secret(tenant: str, integration: str, name: str, secret: st
 def integrations_list(tenant: str | None):
     """Tenants, integrations and when their secret was set (never the secret)."""
     tenant_id = _tenant_or_fail(tenant).id if tenant else None
-    click.echo("tenant\tintegration\tname\tset at")
-    for row in store.list_secrets(tenant_id):
-        click.echo(f"{row.tenant.slug}\t{row.integration}\t{row.name or '-'}\t"
-                   f"{row.created_at.isoformat(timespec='seconds')}")
+    _table("tenant\tintegration\tname\tset at", (
+        f"{row.tenant.slug}\t{row.integration}\t{row.name or '-'}\t{row.created_at.isoformat(timespec='seconds')}"
+        for row in store.list_secrets(tenant_id)))
 
 
 @click.group("claude-code", cls=AppGroup)

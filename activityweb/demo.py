@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
+from .schemas import ActivityIn
+
 PEOPLE = [
     ("u-alice", "Alice Martin"), ("u-bob", "Bob Okafor"), ("u-chen", "Chen Wei"),
     ("u-dana", "Dana Kowalski"), ("u-emil", "Emil Sørensen"), ("u-fatima", "Fatima Haddad"),
@@ -40,14 +42,14 @@ COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella Health", "Stark Logisti
 LEAD_NAMES = ["Jordan Lee", "Priya Raman", "Sam Carter", "Noor Aziz", "Lena Vogel", "Mateo Ruiz"]
 
 
+# A posted event's defaults (ActivityIn's), so a generated event has every field.
+_DEFAULTS = {name: None if f.is_required() else f.get_default() for name, f in ActivityIn.model_fields.items()
+             if f.default_factory is None}
+_FACTORIES = {name: f.default_factory for name, f in ActivityIn.model_fields.items() if f.default_factory}
+
+
 def _event(**fields) -> dict:
-    base = {
-        "type": None, "title": None, "source": "api", "source_id": None, "summary": None,
-        "actor_id": None, "actor_name": None, "entity_type": None, "entity_id": None, "entity_name": None,
-        "status": None, "priority": "normal", "duration_ms": None, "project": None, "environment": None,
-        "request_id": None, "conversation_id": None, "session_id": None, "sequence": None,
-        "correlation_id": None, "tags": [], "data": {}, "occurred_at": None,
-    }
+    base = {**_DEFAULTS, **{name: make() for name, make in _FACTORIES.items()}}
     base.update(fields)
     # Fresh every run (not from rng): seeding twice must not collide on the idempotency key.
     base["source_id"] = base["source_id"] or os.urandom(16).hex()

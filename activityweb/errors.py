@@ -66,6 +66,13 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
+def found(value, message: str):
+    """`value`, unless it is None (a lookup in the tenant found nothing): then a 404 saying `message`."""
+    if value is None:
+        raise not_found(message)
+    return value
+
+
 _CODES = {
     400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "body_too_large",

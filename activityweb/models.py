@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -45,6 +46,18 @@ JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 TypeString = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
 # UUIDv7 text; PostgreSQL stores it in 16 bytes (its order is the text order).
 IdType = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+# The kinds of an event's columns. Optional text by how long it may be
+# (`schemas.ActivityIn` checks the same lengths).
+Word = Annotated[str | None, mapped_column(sa.String(50))]  # a lower-case word: a status
+Label = Annotated[str | None, mapped_column(sa.String(100))]  # an entity type, an environment
+Key = Annotated[str | None, mapped_column(sa.String(200))]  # ids and names
+Line = Annotated[str | None, mapped_column(sa.String(300))]  # what a person reads in one line
+Prose = Annotated[str | None, mapped_column(sa.Text)]
+Number = Annotated[int | None, mapped_column(sa.BigInteger)]
+Priority = Annotated[str, mapped_column(sa.String(10), default="normal")]
+Tags = Annotated[list, mapped_column(JSONType, default=list)]
+Payload = Annotated[dict, mapped_column(JSONType, default=dict)]
+Moment = Annotated[datetime, mapped_column(UTCDateTime)]
 
 
 def utcnow() -> datetime:
@@ -121,10 +134,6 @@ class ApiToken(db.Model):
 
     tenant = relationship("Tenant", back_populates="tokens")
 
-    @property
-    def scope_set(self) -> frozenset[str]:
-        return frozenset(self.scopes.split())
-
 
 class Activity(db.Model):
     """One immutable event: who did what to which thing, when, with what outcome."""
@@ -133,33 +142,39 @@ class Activity(db.Model):
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    # What happened, by whom it is told, as a person reads it.
     type: Mapped[str] = mapped_column(TypeString)
     source: Mapped[str] = mapped_column(sa.String(50))
     source_id: Mapped[str] = mapped_column(sa.String(200))
     title: Mapped[str] = mapped_column(sa.String(300))
-    summary: Mapped[str | None] = mapped_column(sa.Text)
-    actor_id: Mapped[str | None] = mapped_column(sa.String(200))
-    actor_name: Mapped[str | None] = mapped_column(sa.String(200))
-    entity_type: Mapped[str | None] = mapped_column(sa.String(100))
-    entity_id: Mapped[str | None] = mapped_column(sa.String(200))
-    entity_name: Mapped[str | None] = mapped_column(sa.String(300))
-    status: Mapped[str | None] = mapped_column(sa.String(50))
-    priority: Mapped[str] = mapped_column(sa.String(10), default="normal")
-    duration_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
-    project: Mapped[str | None] = mapped_column(sa.String(200))
-    environment: Mapped[str | None] = mapped_column(sa.String(100))
-    request_id: Mapped[str | None] = mapped_column(sa.String(200))
-    conversation_id: Mapped[str | None] = mapped_column(sa.String(200))
-    session_id: Mapped[str | None] = mapped_column(sa.String(200))
-    sequence: Mapped[int | None] = mapped_column(sa.BigInteger)
-    correlation_id: Mapped[str | None] = mapped_column(sa.String(200))
-    tags: Mapped[list] = mapped_column(JSONType, default=list)
-    data: Mapped[dict] = mapped_column(JSONType, default=dict)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    summary: Mapped[Prose]
+    # Who did it, to what.
+    actor_id: Mapped[Key]
+    actor_name: Mapped[Key]
+    entity_type: Mapped[Label]
+    entity_id: Mapped[Key]
+    entity_name: Mapped[Line]
+    # The outcome.
+    status: Mapped[Word]
+    priority: Mapped[Priority]
+    duration_ms: Mapped[Number]
+    # Project consoles.
+    project: Mapped[Key]
+    environment: Mapped[Label]
+    request_id: Mapped[Key]
+    # Timelines and links: a conversation's events sort by `sequence`.
+    conversation_id: Mapped[Key]
+    session_id: Mapped[Key]
+    sequence: Mapped[Number]
+    correlation_id: Mapped[Key]
+    tags: Mapped[Tags]
+    data: Mapped[Payload]
+    # When it happened (the producer's clock) and when we received it.
+    occurred_at: Mapped[Moment]
+    received_at: Mapped[Moment]
     # occurred_at + the tenant's retention when stored; `flask prune` deletes
     # what has expired. Not part of the event's public shape.
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[Moment]
 
     __table_args__ = (
         # The idempotency key (CloudEvents: source + id), per tenant. Its
@@ -215,14 +230,10 @@ def include_in_autogenerate(obj, name, type_, reflected, compare_to) -> bool:
     return not (name in HAND_MADE_SCHEMA or (name or "").startswith("activities_fts"))
 
 
-# The columns an event carries in the API, in the order it shows them.
-ACTIVITY_FIELDS = (
-    "id", "type", "source", "source_id", "title", "summary",
-    "actor_id", "actor_name", "entity_type", "entity_id", "entity_name",
-    "status", "priority", "duration_ms", "project", "environment", "request_id",
-    "conversation_id", "session_id", "sequence", "correlation_id",
-    "tags", "data", "occurred_at", "received_at",
-)
+# The fields an event shows in the API, in the order it shows them: its
+# columns, without the tenant (the credential's) and the expiry (retention's).
+# `schemas.ActivityIn` validates the same fields as they come in.
+ACTIVITY_FIELDS = tuple(c.name for c in Activity.__table__.columns if c.name not in ("tenant_id", "expires_at"))
 
 
 class ReadCursor(db.Model):

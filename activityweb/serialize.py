@@ -1,7 +1,9 @@
-"""What we send: an activity as JSON, the one time format, page cursors.
+"""What we send: an activity as JSON, the one time format, page cursors, the stats answer.
 
 The JSON API, the streams and the exports all show an activity through
-`activity_json`; `ActivityOut` documents that shape in OpenAPI.
+`activity_json`; `ActivityOut` documents that shape in OpenAPI. The stats
+answer is declared once, as `StatsOut`: it both builds the JSON and gives
+OpenAPI its schema.
 """
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import base64
 import binascii
 import json
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from .errors import InvalidQuery
 from .ids import is_uuid
@@ -47,6 +49,103 @@ class ActivityOut(ActivityIn):
     occurred_at: datetime
     received_at: datetime
     duplicate: bool | None = Field(None, description="Present on POST answers: true if this event was already stored.")
+
+
+# -------------------------------------------------------------------- stats
+
+Moment = Annotated[datetime, PlainSerializer(iso, return_type=str), WithJsonSchema({"type": "string",
+                                                                                   "format": "date-time"})]
+
+
+class StatsCount(BaseModel):
+    value: str | None
+    count: int
+
+
+class StatsDurations(BaseModel):
+    count: int
+    p50: float | None
+    p95: float | None
+    max: int | None
+
+    @classmethod
+    def of(cls, d) -> "StatsDurations":
+        return cls(count=d.count, p50=d.p50, p95=d.p95, max=d.max)
+
+
+class StatsToolDurations(StatsDurations):
+    tool: str
+
+
+class StatsFailures(BaseModel):
+    failed: int
+    succeeded: int
+    rate: float | None = Field(description="failed ÷ (failed + succeeded); null if neither.")
+
+
+class StatsPoint(BaseModel):
+    at: Moment
+    count: int
+    failed: int
+    by_source: dict[str, int]
+
+
+class StatsSeries(BaseModel):
+    bucket: Literal["hour", "day"]
+    points: list[StatsPoint] = Field(description="Every bucket (UTC) from `since` (or the first event) to `until` "
+                                     "(or the last), empty ones included.")
+
+
+class StatsActor(BaseModel):
+    id: str
+    name: str | None
+    count: int
+
+
+class StatsEntity(BaseModel):
+    type: str | None
+    id: str
+    name: str | None
+    count: int
+
+
+def _counts(pairs) -> list[StatsCount]:
+    return [StatsCount(value=value, count=count) for value, count in pairs]
+
+
+class StatsOut(BaseModel):
+    """`GET /api/v1/activities/stats`: the shape of what a filter matches."""
+
+    total: int
+    first_at: Moment | None
+    last_at: Moment | None
+    by_type: list[StatsCount] = Field(description="The 20 most frequent types.")
+    by_source: list[StatsCount]
+    by_status: list[StatsCount]
+    by_priority: list[StatsCount]
+    failures: StatsFailures
+    series: StatsSeries
+    top_actors: list[StatsActor]
+    top_entities: list[StatsEntity]
+    duration_ms: StatsDurations = Field(description="Over events with a duration_ms; p50 and p95 interpolated as "
+                                        "PostgreSQL's percentile_cont.")
+    tools: list[StatsToolDurations] = Field(description="Durations per tool (entity_type `tool`), the 10 most called.")
+
+    @classmethod
+    def of(cls, stats) -> "StatsOut":
+        """From a `store.Stats`."""
+        return cls(
+            total=stats.total, first_at=stats.first_at, last_at=stats.last_at,
+            by_type=_counts(stats.by_type), by_source=_counts(stats.by_source), by_status=_counts(stats.by_status),
+            by_priority=_counts(stats.by_priority),
+            failures=StatsFailures(failed=stats.failed, succeeded=stats.succeeded, rate=stats.failure_rate),
+            series=StatsSeries(bucket=stats.bucket, points=[
+                StatsPoint(at=p.at, count=p.count, failed=p.failed, by_source=p.by_source) for p in stats.series]),
+            top_actors=[StatsActor(id=i, name=name, count=n) for i, name, n in stats.top_actors],
+            top_entities=[StatsEntity(type=t, id=i, name=name, count=n) for t, i, name, n in stats.top_entities],
+            duration_ms=StatsDurations.of(stats.durations),
+            tools=[StatsToolDurations(tool=tool, **StatsDurations.of(d).model_dump()) for tool, d in stats.tools],
+        )
 
 
 # ------------------------------------------------------------------ cursors

@@ -75,3 +75,14 @@ def test_the_header_comes_from_one_context_processor(app, client, make_user):
     # An error page and a partial show no one's figures (and so ask the database nothing for them).
     assert 'id="unread-count"' not in client.get("/activities/no-such-id").get_data(as_text=True)
     assert 'id="unread-count"' not in client.get("/", headers={"HX-Request": "true"}).get_data(as_text=True)
+
+
+def test_the_event_is_declared_once_and_the_schemas_agree_with_it():
+    from activityweb.models import ACTIVITY_FIELDS, Activity
+    from activityweb.schemas import ActivityIn
+    from activityweb.serialize import ActivityOut
+
+    columns = [c.name for c in Activity.__table__.columns]
+    assert [f for f in columns if f in ACTIVITY_FIELDS] == list(ACTIVITY_FIELDS)
+    assert set(ActivityIn.model_fields) == set(ACTIVITY_FIELDS) - {"id", "received_at"}
+    assert set(ActivityOut.model_fields) == set(ACTIVITY_FIELDS) | {"tenant", "duplicate"}

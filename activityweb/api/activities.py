@@ -3,7 +3,7 @@ from flask import current_app, g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..errors import not_found
+from ..errors import found
 from ..filters import parse_filter
 from ..schemas import parse_events, parse_limit
 from ..serialize import activity_json, next_cursor, parse_cursor
@@ -47,7 +47,6 @@ def list_activities():
 @bp.get("/activities/<activity_id>")
 @require("read")
 def get_activity(activity_id: str):
-    activity = store.get_activity(g.principal.tenant_id, activity_id)
-    if activity is None:
-        raise not_found(f"No activity {activity_id!r} in this tenant.")
+    activity = found(store.get_activity(g.principal.tenant_id, activity_id),
+                     f"No activity {activity_id!r} in this tenant.")
     return jsonify(activity_json(activity, g.principal.tenant_slug))

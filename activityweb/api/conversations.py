@@ -3,7 +3,7 @@ from flask import g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..errors import not_found
+from ..errors import found
 from ..filters import parse_filter
 from ..schemas import parse_limit
 from ..serialize import activity_json, iso
@@ -22,9 +22,8 @@ def list_conversations():
 @bp.get("/conversations/<conversation_id>")
 @require("read")
 def get_conversation(conversation_id: str):
-    timeline = store.conversation_timeline(g.principal.tenant_id, conversation_id)
-    if timeline is None:
-        raise not_found(f"No conversation {conversation_id!r} in this tenant.")
+    timeline = found(store.conversation_timeline(g.principal.tenant_id, conversation_id),
+                     f"No conversation {conversation_id!r} in this tenant.")
     slug = g.principal.tenant_slug
     return jsonify({**summary_json(timeline.summary), "truncated": timeline.truncated,
                     "steps": [step_json(s, slug) for s in timeline.steps]})

@@ -11,7 +11,7 @@ from flask import jsonify
 
 from ..filters import FIELDS
 from ..schemas import ActivityIn
-from ..serialize import ActivityOut
+from ..serialize import ActivityOut, StatsOut
 from . import bp
 
 def _ref(name: str) -> dict:
@@ -314,7 +314,7 @@ def insight_schemas() -> dict:
                                  "description": "Events this token has not read, counted up to 1,000."},
             },
         },
-        "Stats": _stats_schema(),
+        **_stats_schemas(),
         "ConversationList": {
             "type": "object", "required": ["items"],
             "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")}},
@@ -349,43 +349,10 @@ def insight_schemas() -> dict:
     }
 
 
-def _stats_schema() -> dict:
-    def obj(properties: dict, required=None) -> dict:
-        return {"type": "object", "required": list(required or properties), "properties": properties}
-
-    integer, number = {"type": "integer"}, {"type": ["number", "null"]}
-    time = {"type": ["string", "null"], "format": "date-time"}
-    counts = {"type": "array", "items": obj({"value": {"type": ["string", "null"]}, "count": integer})}
-    durations = obj({"count": integer, "p50": number, "p95": number, "max": {"type": ["integer", "null"]}})
-    return obj({
-        "total": integer,
-        "first_at": time,
-        "last_at": time,
-        "by_type": {**counts, "description": "The 20 most frequent types."},
-        "by_source": counts,
-        "by_status": counts,
-        "by_priority": counts,
-        "failures": obj({"failed": integer, "succeeded": integer,
-                         "rate": {**number, "description": "failed ÷ (failed + succeeded); null if neither."}}),
-        "series": obj({
-            "bucket": {"type": "string", "enum": ["hour", "day"]},
-            "points": {"type": "array", "description": "Every bucket (UTC) from `since` (or the first event) to "
-                       "`until` (or the last), empty ones included.",
-                       "items": obj({"at": {"type": "string", "format": "date-time"}, "count": integer,
-                                     "failed": integer,
-                                     "by_source": {"type": "object", "additionalProperties": integer}})},
-        }),
-        "top_actors": {"type": "array", "items": obj(
-            {"id": {"type": "string"}, "name": {"type": ["string", "null"]}, "count": integer})},
-        "top_entities": {"type": "array", "items": obj(
-            {"type": {"type": ["string", "null"]}, "id": {"type": "string"}, "name": {"type": ["string", "null"]},
-             "count": integer})},
-        "duration_ms": {**durations, "description": "Over events with a duration_ms; p50 and p95 interpolated as "
-                        "PostgreSQL's percentile_cont."},
-        "tools": {"type": "array", "description": "Durations per tool (entity_type `tool`), the 10 most called.",
-                  "items": {**durations, "required": ["tool", *durations["required"]],
-                            "properties": {"tool": {"type": "string"}, **durations["properties"]}}},
-    })
+def _stats_schemas() -> dict:
+    """`Stats` and the parts it is made of, from the model that builds the answer."""
+    schema = StatsOut.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    return {**schema.pop("$defs"), "Stats": schema}
 
 
 def insight_paths() -> dict:

@@ -3,7 +3,7 @@ from flask import g, jsonify, request
 
 from .. import store
 from ..auth import require
-from ..errors import not_found
+from ..errors import found
 from ..filters import parse_filter
 from ..schemas import parse_up_to
 from . import bp
@@ -13,8 +13,7 @@ from . import bp
 @require("read")
 def mark_read(activity_id: str):
     reader = store.reader_of(g.principal)
-    if store.mark_read(reader, activity_id) is None:
-        raise not_found(f"No activity {activity_id!r} in this tenant.")
+    found(store.mark_read(reader, activity_id), f"No activity {activity_id!r} in this tenant.")
     return jsonify({"id": activity_id, "read": True, "unread_count": store.unread_count(reader)})
 
 

@@ -83,21 +83,16 @@ FINISHES = {
     "SubagentStop": ("claude.subagent.started", "agent_id"),
 }
 STARTS = {start for start, _ in FINISHES.values()}
-# The tool argument a title shows, and what joins it to the tool name.
+# The tool argument a title shows, and what joins it to the tool name: a
+# command or query after a colon ("Bash: npm test"), a file after a space
+# ("Edit src/app.py").
 TOOL_ARGUMENTS = {
-    "Bash": ("command", ": "),
-    "Grep": ("pattern", ": "),
-    "Glob": ("pattern", ": "),
-    "WebFetch": ("url", ": "),
-    "WebSearch": ("query", ": "),
-    "Agent": ("description", ": "),
-    "Task": ("description", ": "),
-    "Skill": ("skill", ": "),
-    "Read": ("file_path", " "),
-    "Edit": ("file_path", " "),
-    "MultiEdit": ("file_path", " "),
-    "Write": ("file_path", " "),
-    "NotebookEdit": ("notebook_path", " "),
+    **{tool: (argument, ": ") for tool, argument in (
+        ("Bash", "command"), ("Grep", "pattern"), ("Glob", "pattern"), ("WebFetch", "url"), ("WebSearch", "query"),
+        ("Agent", "description"), ("Task", "description"), ("Skill", "skill"))},
+    **{tool: (argument, " ") for tool, argument in (
+        ("Read", "file_path"), ("Edit", "file_path"), ("MultiEdit", "file_path"), ("Write", "file_path"),
+        ("NotebookEdit", "notebook_path"))},
 }
 SESSION_STARTS = {"startup": "Session started", "resume": "Session resumed", "clear": "Session cleared",
                   "compact": "Session continued after compaction"}
