@@ -196,8 +196,8 @@ class Activity(db.Model):
                 f"ix_activities_{name}",
                 "tenant_id",
                 *cols,
-                postgresql_where=sa.text(f"{cols[0]} IS NOT NULL"),
-                sqlite_where=sa.text(f"{cols[0]} IS NOT NULL"),
+                postgresql_where=sa.column(cols[0]).is_not(None),
+                sqlite_where=sa.column(cols[0]).is_not(None),
             )
             for name, cols in (
                 ("actor", ("actor_id", "occurred_at")),

@@ -5,12 +5,38 @@ processor, computed before rendering, and views hand templates plain values.
 """
 import contextlib
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import before_render_template, template_rendered
 
 from activityweb.extensions import db
 from conftest import csrf_from, event, sign_in
+
+PACKAGE = Path(__file__).resolve().parent.parent / "activityweb"
+# SQL, or a session to run it on.
+SQL = re.compile(r"db\.session|\bsa\.(select|text)\b|exec_driver_sql|\.execute\(")
+
+
+def test_no_sql_outside_the_store():
+    """Edges (api/, web/, integrations/), services and models reach the
+    database only through store/. The live listener's own LISTEN connection
+    is the one exception; what it reads goes through the store."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).as_posix()
+        if module.startswith("store/"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if SQL.search(line) and not (module == "live.py" and '"LISTEN {}"' in line):
+                found.append(f"activityweb/{module}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_no_module_is_over_500_lines():
+    long = {path.relative_to(PACKAGE).as_posix(): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 500}
+    assert set(long) <= {"api/openapi.py"}, long
 
 
 @contextlib.contextmanager
