@@ -9,7 +9,7 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import PASSWORD, csrf_from, event, make_app, sign_in, teardown_app
+from conftest import PASSWORD, TEST_KEY_PREFIX, csrf_from, event, make_app, sign_in, teardown_app
 
 
 def test_pages_need_sign_in_outside_local_mode(client):
@@ -49,8 +49,9 @@ def test_next_is_never_another_site(client, make_user):
         assert response.headers["Location"] == expected
 
 
-def test_session_cookie_is_secure_in_production(backend, tmp_path, request):
-    app = make_app(backend, tmp_path, request, ENV_NAME="production", SESSION_COOKIE_SECURE=True)
+@pytest.mark.parametrize("env_name", ["production", "Production", " PRODUCTION "])
+def test_session_cookie_is_secure_in_production_by_default(backend, tmp_path, request, env_name):
+    app = make_app(backend, tmp_path, request, ENV_NAME=env_name, SECRET_KEY="k" * 40)
     try:
         from activityweb import auth, store
 
@@ -157,17 +158,22 @@ def test_security_headers_everywhere(client, auth_headers):
         assert response.headers["Referrer-Policy"] == "same-origin"
 
 
-@pytest.mark.parametrize("storage", ["memory://", "redis://127.0.0.1:6379/15"])
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("storage", ["memory://", REDIS_URL])
 def test_api_rate_limit_answers_429_with_retry_after(backend, tmp_path, request, storage):
+    # Nothing else the Redis server holds is read or emptied: the counts go
+    # under the tests' key prefix, per token (a new one each run).
     if storage.startswith("redis"):
         import redis
 
         try:
-            redis.Redis.from_url(storage).flushdb()
+            redis.Redis.from_url(storage).ping()
         except redis.ConnectionError as exc:
             from conftest import _unavailable
 
-            _unavailable("Redis", str(exc))
+            _unavailable("Redis (TEST_REDIS_URL; .ci/run starts one)", str(exc))
     app = make_app(backend, tmp_path, request, RATELIMIT_API="3 per minute", RATELIMIT_STORAGE_URI=storage)
     try:
         from activityweb import auth, store
@@ -185,6 +191,45 @@ def test_api_rate_limit_answers_429_with_retry_after(backend, tmp_path, request,
         assert limited.get_json()["error"]["code"] == "rate_limited"
         # Another token has its own allowance.
         assert client.get("/api/v1/activities", headers={"Authorization": f"Bearer {two}"}).status_code == 200
+        if storage.startswith("redis"):
+            import redis
+
+            server = redis.Redis.from_url(storage)
+            ours = list(server.scan_iter(f"LIMITS:LIMITER/{TEST_KEY_PREFIX}/token:{auth.hash_token(one)[:24]}*"))
+            assert ours, "the counts are not in Redis under the tests' prefix"
+            server.delete(*ours)
+    finally:
+        teardown_app(app)
+
+
+def login_attempts(client, token, pairs):
+    return [client.post("/login", data={"email": email, "password": "x", "csrf_token": token},
+                        environ_base={"REMOTE_ADDR": address}).status_code for address, email in pairs]
+
+
+def test_one_address_cannot_try_many_accounts(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="100 per minute", RATELIMIT_LOGIN_ADDRESS="3 per minute",
+                   RATELIMIT_LOGIN_ACCOUNT="100 per minute")
+    try:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        codes = login_attempts(client, token, [("10.0.0.1", f"u{n}@b.c") for n in range(4)])
+        assert codes == [401, 401, 401, 429]
+        assert login_attempts(client, token, [("10.0.0.2", "u9@b.c")]) == [401]  # another address is not held back
+    finally:
+        teardown_app(app)
+
+
+def test_many_addresses_cannot_share_guessing_one_account(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="100 per minute",
+                   RATELIMIT_LOGIN_ADDRESS="100 per minute", RATELIMIT_LOGIN_ACCOUNT="3 per minute")
+    try:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        codes = login_attempts(client, token, [(f"10.0.1.{n}", "ada@b.c") for n in range(4)])
+        assert codes == [401, 401, 401, 429]
+        assert login_attempts(client, token, [("10.0.1.9", "Ada@B.c ")]) == [429]  # the same account, however typed
+        assert login_attempts(client, token, [("10.0.1.9", "bob@b.c")]) == [401]
     finally:
         teardown_app(app)
 
@@ -205,7 +250,14 @@ def test_sign_in_is_rate_limited(backend, tmp_path, request):
 
 @pytest.mark.parametrize("env, message", [
     ({}, "SECRET_KEY"),
+    ({"SECRET_KEY": "k"}, "at least 32 characters"),
+    ({"SECRET_KEY": "k" * 31}, "at least 32 characters"),
     ({"SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_LOCAL_MODE"),
+    ({"ACTIVITYWEB_ENV": "Production", "SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"},
+     "ACTIVITYWEB_LOCAL_MODE"),
+    ({"ACTIVITYWEB_ENV": "PRODUCTION", "SECRET_KEY": "short"}, "SECRET_KEY"),
+    ({"ACTIVITYWEB_ENV": "prod", "SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_ENV"),
+    ({"ACTIVITYWEB_ENV": "staging"}, "ACTIVITYWEB_ENV"),
 ])
 def test_production_refuses_unsafe_settings_in_one_line(env, message):
     base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ACTIVITYWEB_LOCAL_MODE")}
@@ -214,6 +266,15 @@ def test_production_refuses_unsafe_settings_in_one_line(env, message):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "refusing to start" in lines[0]
+
+
+def test_local_mode_gunicorn_refuses_to_bind_beyond_loopback():
+    env = {**os.environ, "ACTIVITYWEB_LOCAL_MODE": "1", "SECRET_KEY": "k" * 40}
+    env.pop("ACTIVITYWEB_ENV", None)
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:0",
+                             "wsgi:app"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "serves only loopback" in result.stderr and "refusing to start" in result.stderr
 
 
 def test_production_starts_with_a_secret_key():

@@ -8,13 +8,14 @@ from .. import live, store
 from ..auth import web_principal
 from ..filters import parse_filter
 from . import bp
+from .reading import web_reader
 
 
 @bp.get("/conversations")
 def conversations():
     principal = web_principal()
     flt = parse_filter(request.args, strict=False)
-    found = store.recent_conversations(principal.tenant_id, flt, limit=50)
+    found = store.recent_conversations(principal.tenant_id, flt, limit=50, reader=web_reader())
     return render_template("conversations/index.html", conversations=found, flt=flt)
 
 
