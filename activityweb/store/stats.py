@@ -221,11 +221,12 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
         .group_by(at, p.c.source).having(n > 0)), bucket, start, end) if total else []
     histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
     timed = sa.func.sum(p.c.timed)
-    overall, *tools = db.session.execute(sa.union_all(
+    rows = db.session.execute(sa.union_all(
         sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram),
         sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "")
         .group_by(p.c.tool).having(timed > 0))).all()
-    tools = sorted(tools, key=lambda row: (-row[1], row[0]))[:TOP]
+    overall = next(row for row in rows if row[0] is None)  # a UNION ALL keeps no order
+    tools = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP]
     tops_since = _newest_boundary(tenant_id, flt, None, TOP_WINDOW)
     narrowed = replace(flt, since=max(tops_since, flt.since or tops_since)) if tops_since else flt
     return Stats(
