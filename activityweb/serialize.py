@@ -136,7 +136,7 @@ class StatsOut(BaseModel):
     scanned_since: Moment | None = Field(description="A scan counts the newest 100,000 matching events at most: "
                                          "the time it stopped at, or null if it saw them all.")
     top_lists_since: Moment | None = Field(description="From the rollups, the top actors and entities count the "
-                                           "newest 20,000 matching events: the time they start at, or null if all.")
+                                           "newest 10,000 matching events: the time they start at, or null if all.")
 
     @classmethod
     def of(cls, stats) -> "StatsOut":

@@ -42,7 +42,7 @@ ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "unt
 # A scan groups at most this many of the newest matching events.
 SCAN_CAP = 100_000
 # The top actors and entities of the rollup path count this many of the newest matching events.
-TOP_WINDOW = 20_000
+TOP_WINDOW = 10_000
 
 
 @dataclass
@@ -131,22 +131,42 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
         total=total, first_at=first_at, last_at=last_at,
         by_type=counts(c.type, 20), by_source=counts(c.source), by_status=counts(c.status),
         by_priority=counts(c.priority), bucket=bucket, series=series,
-        **_top_lists(matching),
+        **_top_lists(tenant_id, flt, reader, SCAN_CAP),
         durations=_durations(matching(c.duration_ms).where(c.duration_ms.is_not(None))),
         tools=_tool_durations(matching), path="scan", scanned_since=scanned_since,
     )
 
 
-def _top_lists(matching) -> dict:
+def _top_lists(tenant_id: int, flt: ActivityFilter, reader, window: int) -> dict:
+    """The top actors and entities among the newest `window` events `flt`
+    matches, in one statement: the window is read once (through the feed
+    order's index), then grouped twice. `top_lists_since` is where the window
+    starts, if it cut off older events."""
     c = activities.c
-    actor, entity = sa.func.max(c.actor_name), sa.func.max(c.entity_name)
+    recent = apply_filter(sa.select(c.actor_id, c.actor_name, c.entity_type, c.entity_id, c.entity_name,
+                                    c.occurred_at).where(c.tenant_id == tenant_id), flt, reader)
+    recent = recent.order_by(c.occurred_at.desc()).limit(window).cte("recent")
+    r, n = recent.c, sa.func.count().label("n")
+    none = sa.literal(None, sa.String)
+
+    def ranked(kind: str, keys, name):
+        return sa.select(*sa.select(sa.literal(kind).label("kind"), *keys, sa.func.max(name).label("name"), n,
+                                    sa.literal(None, activities.c.occurred_at.type).label("since"))
+                         .where(keys[-1].is_not(None)).group_by(*keys).order_by(sa.desc("n"), keys[-1]).limit(TOP)
+                         .subquery().c)
+
+    rows = db.session.execute(sa.union_all(
+        ranked("actor", [none.label("a"), r.actor_id.label("b")], r.actor_name),
+        ranked("entity", [r.entity_type.label("a"), r.entity_id.label("b")], r.entity_name),
+        sa.select(sa.literal("window"), none, none, none, sa.func.count(), sa.func.min(r.occurred_at)),
+    )).all()
+    counted, since = next((row[4], row[5]) for row in rows if row[0] == "window")
     return dict(
-        top_actors=[tuple(r) for r in db.session.execute(
-            matching(c.actor_id, actor, sa.func.count().label("n")).where(c.actor_id.is_not(None))
-            .group_by(c.actor_id).order_by(sa.desc("n"), c.actor_id).limit(TOP))],
-        top_entities=[tuple(r) for r in db.session.execute(
-            matching(c.entity_type, c.entity_id, entity, sa.func.count().label("n")).where(c.entity_id.is_not(None))
-            .group_by(c.entity_type, c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))],
+        top_actors=sorted(((b, name, n) for kind, _, b, name, n, _ in rows if kind == "actor"),
+                          key=lambda t: (-t[2], t[0])),
+        top_entities=sorted(((a, b, name, n) for kind, a, b, name, n, _ in rows if kind == "entity"),
+                            key=lambda t: (-t[3], t[1])),
+        top_lists_since=since if counted >= window else None,
     )
 
 
@@ -199,44 +219,53 @@ def _picked_rollups(tenant_id: int, flt: ActivityFilter):
 
 def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     p = _picked_rollups(tenant_id, flt)
-    n = sa.func.sum(p.c.events)
-    dims = {"type": p.c.type, "source": p.c.source, "status": p.c.status, "priority": p.c.priority}
+    first_hour, last_hour = db.session.execute(
+        sa.select(sa.func.min(p.c.hour), sa.func.max(p.c.hour)).where(p.c.events > 0)).one()
+    first_at = last_at = None
+    if first_hour is not None:
+        first_at, last_at = _first_and_last(tenant_id, flt, first_hour, last_hour)
+    start, end = flt.since or first_at, flt.until or last_at
+    bucket = _bucket_for(bucket, start, end)
+    # The four counts and the series in one statement, over the rows read once.
+    counted = sa.select(p.c.hour, p.c.type, p.c.source, p.c.status, p.c.priority, p.c.events).cte("counted")
+    k = counted.c
+    n, none = sa.func.sum(k.events), sa.literal(None, sa.String)
+    failed = sa.func.sum(k.events).filter(k.status == "failed")
+    at = _bucket_at(k.hour, bucket)
+    dims = {"type": k.type, "source": k.source, "status": k.status, "priority": k.priority}
     counts: dict[str, list] = {name: [] for name in dims}
-    for dim, value, count in db.session.execute(sa.union_all(*(
-            sa.select(sa.literal(name), column, n).group_by(column).having(n > 0) for name, column in dims.items()))):
-        counts[dim].append((None if dim == "status" and value == "" else value, int(count)))
+    series_rows = []
+    for dim, value, when, count, failures in db.session.execute(sa.union_all(
+            *(sa.select(sa.literal(name), column, none, n, sa.literal(None, sa.BigInteger)).group_by(column)
+              .having(n > 0)
+              for name, column in dims.items()),
+            sa.select(sa.literal("series"), k.source, _as_text(at), n, failed)
+            .group_by(at, k.source).having(n > 0))):
+        if dim == "series":
+            series_rows.append((when, value, count, failures))
+        else:
+            counts[dim].append((None if dim == "status" and value == "" else value, int(count)))
     nulls_last = dialect() == "postgresql"  # ties in the order the scan's ORDER BY gives them
     for pairs in counts.values():
         pairs.sort(key=lambda pair: (-pair[1], (pair[0] is None) == nulls_last, pair[0] or ""))
     total = sum(count for _, count in counts["source"])
-    first_at = last_at = None
-    if total:
-        first_at, last_at = _first_and_last(tenant_id, flt, *db.session.execute(
-            sa.select(sa.func.min(p.c.hour), sa.func.max(p.c.hour)).where(p.c.events > 0)).one())
-    start, end = flt.since or first_at, flt.until or last_at
-    bucket = _bucket_for(bucket, start, end)
-    at = _bucket_at(p.c.hour, bucket)
-    series = _series(db.session.execute(
-        sa.select(at, p.c.source, n, sa.func.sum(p.c.events).filter(p.c.status == "failed"))
-        .group_by(at, p.c.source).having(n > 0)), bucket, start, end) if total else []
     histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
     timed = sa.func.sum(p.c.timed)
     rows = db.session.execute(sa.union_all(
-        sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram),
-        sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "")
-        .group_by(p.c.tool).having(timed > 0))).all()
+        sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram)
+        .where(p.c.timed > 0),
+        sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "", p.c.timed > 0)
+        .group_by(p.c.tool))).all()
     overall = next(row for row in rows if row[0] is None)  # a UNION ALL keeps no order
     tools = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP]
-    tops_since = _newest_boundary(tenant_id, flt, None, TOP_WINDOW)
-    narrowed = replace(flt, since=max(tops_since, flt.since or tops_since)) if tops_since else flt
     return Stats(
         total=total, first_at=first_at, last_at=last_at,
         by_type=counts["type"][:20], by_source=counts["source"], by_status=counts["status"],
-        by_priority=counts["priority"], bucket=bucket, series=series,
-        **_top_lists(lambda *columns: apply_filter(
-            sa.select(*columns).where(activities.c.tenant_id == tenant_id), narrowed)),
+        by_priority=counts["priority"], bucket=bucket,
+        series=_series(series_rows, bucket, start, end) if total else [],
+        **_top_lists(tenant_id, flt, None, TOP_WINDOW),
         durations=_from_histogram(overall), tools=[(row[0], _from_histogram(row)) for row in tools],
-        path="rollups", top_lists_since=tops_since,
+        path="rollups",
     )
 
 
@@ -282,6 +311,13 @@ def _from_histogram(row) -> Durations:
         return low + (high - low) * (rank - int(rank))
 
     return Durations(count, _ms(percentile(0.5)), _ms(percentile(0.95)), longest)
+
+
+def _as_text(moment):
+    """A time in SQL as UTC text (one column of a UNION ALL with text columns)."""
+    if dialect() == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", moment), "YYYY-MM-DD HH24:MI:SS")
+    return moment
 
 
 def _as_utc(moment) -> datetime:
