@@ -1,5 +1,6 @@
 """Operator commands: `flask seed`, `flask tenants ...`, `flask tokens ...`,
-`flask integrations ...`, `flask claude-code settings`, `flask export`, `flask prune`."""
+`flask integrations ...`, `flask claude-code settings`, `flask export`, `flask prune`,
+`flask rollups rebuild`."""
 from __future__ import annotations
 
 import json
@@ -36,8 +37,8 @@ def _tenant_or_fail(slug: str):
 
 @click.command("seed")
 @with_appcontext
-@click.option("--events", "count", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="How many demo events to add (up to 1,000,000).")
+@click.option("--events", "count", default=2000, show_default=True, type=click.IntRange(1, 100_000_000),
+              help="How many demo events to add; on PostgreSQL millions load by COPY (see bench/scale.py).")
 @click.option("--tenant", default=auth.DEFAULT_TENANT, show_default=True, help="Tenant slug; created if missing.")
 @click.option("--days", default=14, show_default=True, type=click.IntRange(1, 365))
 @click.option("--if-empty", is_flag=True, help="Do nothing if the tenant already has events (used by `make run`).")
@@ -250,7 +251,23 @@ def export_command(tenant: str, fmt: str, where: str, output):
         output.write(chunk)
 
 
+@click.group("rollups", cls=AppGroup)
+def rollups_group():
+    """The hourly rollups stats read."""
+
+
+@rollups_group.command("rebuild")
+@click.option("--tenant", default=None, help="Tenant slug (default: every tenant).")
+def rollups_rebuild(tenant: str | None):
+    """Recompute the rollups from the stored events (ingest keeps them; this
+    repairs them, e.g. after loading rows by hand). Writers wait meanwhile."""
+    target = _tenant_or_fail(tenant) if tenant else None
+    started = time.perf_counter()
+    rows = store.rebuild_rollups(target.id if target else None)
+    click.echo(f"rebuilt {rows} rollup rows in {time.perf_counter() - started:.1f}s")
+
+
 def register_commands(app: Flask) -> None:
     for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group,
-                    export_command, prune_command):
+                    export_command, prune_command, rollups_group):
         app.cli.add_command(command)

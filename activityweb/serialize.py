@@ -131,6 +131,13 @@ class StatsOut(BaseModel):
     duration_ms: StatsDurations = Field(description="Over events with a duration_ms; p50 and p95 interpolated as "
                                         "PostgreSQL's percentile_cont.")
     tools: list[StatsToolDurations] = Field(description="Durations per tool (entity_type `tool`), the 10 most called.")
+    path: Literal["rollups", "scan"] = Field(description="`rollups`: from the hourly rollups (a filter of type, "
+                                             "source, status, priority and times only); p50/p95 from a log-scale "
+                                             "histogram, within 19 %. `scan`: from the events; percentiles exact.")
+    scanned_since: Moment | None = Field(description="A scan counts the newest 100,000 matching events at most: "
+                                         "the time it stopped at, or null if it saw them all.")
+    top_lists_since: Moment | None = Field(description="From the rollups, the top actors and entities count the "
+                                           "newest 10,000 matching events: the time they start at, or null if all.")
 
     @classmethod
     def of(cls, stats) -> "StatsOut":
@@ -146,6 +153,7 @@ class StatsOut(BaseModel):
             top_entities=[StatsEntity(type=t, id=i, name=name, count=n) for t, i, name, n in stats.top_entities],
             duration_ms=StatsDurations.of(stats.durations),
             tools=[StatsToolDurations(tool=tool, **StatsDurations.of(d).model_dump()) for tool, d in stats.tools],
+            path=stats.path, scanned_since=stats.scanned_since, top_lists_since=stats.top_lists_since,
         )
 
 

@@ -22,6 +22,21 @@ def percentile_cont(values, p):
     return round(values[low] + (values[high] - values[low]) * (rank - low), 3)
 
 
+# A percentile read from the rollups' histogram is in the true value's bucket:
+# buckets are 2^(1/4) wide, so within 19 %.
+BUCKET_ERROR = 2 ** 0.25 - 1
+
+
+def near(value, exact):
+    """Within one histogram bucket of `exact`."""
+    return value == pytest.approx(exact, rel=BUCKET_ERROR)
+
+
+def durations_near(got: dict, values: list[int]) -> bool:
+    return (got["count"] == len(values) and got["max"] == max(values)
+            and near(got["p50"], percentile_cont(values, 0.5)) and near(got["p95"], percentile_cont(values, 0.95)))
+
+
 BASH = [120, 340, 560, 1000, 4250, 9000, 30]
 EDIT = [31, 12, 18]
 
@@ -59,17 +74,23 @@ def test_counts_rates_and_durations(client, auth_headers, corpus):
     assert {s["value"]: s["count"] for s in body["by_status"]} == {"success": 9, "failed": 2, "started": 1, None: 1}
     assert body["by_priority"] == [{"value": "normal", "count": 12}, {"value": "high", "count": 1}]
     assert body["failures"] == {"failed": 2, "succeeded": 9, "rate": pytest.approx(2 / 11)}
-    every = BASH + EDIT + [94_000]
-    assert body["duration_ms"] == {"count": 11, "p50": percentile_cont(every, 0.5),
-                                   "p95": percentile_cont(every, 0.95), "max": 94_000}
-    assert body["tools"] == [
-        {"tool": "Bash", "count": 7, "p50": percentile_cont(BASH, 0.5), "p95": percentile_cont(BASH, 0.95),
-         "max": 9000},
-        {"tool": "Edit", "count": 3, "p50": 18.0, "p95": percentile_cont(EDIT, 0.95), "max": 31},
-    ]
+    assert body["path"] == "rollups" and body["scanned_since"] is None and body["top_lists_since"] is None
+    assert durations_near(body["duration_ms"], BASH + EDIT + [94_000])
+    assert [tool["tool"] for tool in body["tools"]] == ["Bash", "Edit"]
+    assert durations_near(body["tools"][0], BASH) and durations_near(body["tools"][1], EDIT)
     assert body["top_actors"] == [{"id": "claude", "name": "Claude", "count": 10},
                                   {"id": "u-ada", "name": "Ada", "count": 1}]
     assert body["top_entities"][0] == {"type": "tool", "id": "Bash", "name": None, "count": 7}
+
+
+def test_a_scan_gives_exact_percentiles(client, auth_headers, corpus):
+    """`q` is not in the rollups: the answer is a scan, and says so."""
+    body = client.get(f"{S}?q=bash", headers=auth_headers).get_json()
+    assert body["path"] == "scan" and body["total"] == 7
+    assert body["duration_ms"] == {"count": 7, "p50": percentile_cont(BASH, 0.5),
+                                   "p95": percentile_cont(BASH, 0.95), "max": 9000}
+    assert body["tools"] == [{"tool": "Bash", "count": 7, "p50": percentile_cont(BASH, 0.5),
+                              "p95": percentile_cont(BASH, 0.95), "max": 9000}]
 
 
 def test_time_series_by_day_and_hour_with_empty_buckets(client, auth_headers, corpus):

@@ -15,6 +15,7 @@ the names below.
 - `conversations`: timelines and the recently active conversations
 - `reading`: read state, per reader
 - `stats`: counts, series and durations of a filter
+- `rollups`: the hourly counts ingest keeps and stats read
 - `retention`: expiry and pruning
 - `accounts`: tenants, API tokens, users and memberships, integration secrets
 """
@@ -43,6 +44,7 @@ from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
 from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, unread_count
 from . import replay
+from .rollups import rebuild as rebuild_rollups
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
 from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
@@ -55,6 +57,7 @@ __all__ = [
     "activities", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
     "bulk_load", "conversation", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "occurred_times",
-    "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "release", "replay",
+    "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "recent_conversations", "release",
+    "replay",
     "retention_periods", "set_retention", "stream_activities", "unread_count", "write_activities",
 ]

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..ids import uuid7
-from ..models import ACTIVITY_FIELDS, utcnow
+from ..models import ACTIVITY_FIELDS, ROLLUP_SHARDS, utcnow
+from . import rollups
 from .database import dialect
 from .ingest import BUMP_CLOCK, insert_statement
 from .retention import retention_periods
@@ -42,6 +43,10 @@ def bulk_load(tenant_id: int, events, *, chunk_size: int = 10_000, connections: 
             rows = [{**e, "id": uuid7(), "tenant_id": tenant_id, "received_at": now, "txid": txid,
                      "expires_at": e["occurred_at"] + keep} for e in chunk]
             db.session.execute(statement, rows)
+            tally = rollups.Tally()
+            for row in rows:
+                tally.add(row, tenant_id)
+            rollups.add_tally(db.session.connection(), tally)
             db.session.commit()
             loaded += len(rows)
         return loaded
@@ -83,12 +88,13 @@ _COPY_COLUMNS += ("expires_at",)  # computed per event, after the fields
 
 def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int, keep: timedelta) -> int:
     sql = f"COPY activities ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+    add_rollups = rollups.pg_add_tally_sql()
     chunks: queue.Queue = queue.Queue(maxsize=connections * 2)
     failures: list[BaseException] = []
 
     engine = db.engine  # the threads have no app context
 
-    def writer():
+    def writer(shard: int):
         try:
             raw = engine.raw_connection()
         except BaseException as exc:
@@ -96,15 +102,19 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             raw = None
         try:
             conn = raw.driver_connection if raw else None
-            while (chunk := chunks.get()) is not None:
+            while (item := chunks.get()) is not None:
                 if failures:
                     continue
+                chunk, tally = item
                 try:
                     with conn.cursor() as cursor:
                         # Seed data is not news: the live NOTIFY trigger stays quiet.
                         cursor.execute("SET LOCAL activityweb.quiet = 'on'")
                         with cursor.copy(sql) as copy:
                             copy.write(chunk)
+                        # The chunk's rollups, in its transaction. Writers use distinct
+                        # shards, so they never wait on each other's rows.
+                        cursor.executemany(add_rollups, tally.params(shard=shard))
                     conn.commit()
                 except BaseException as exc:  # report to the producer, keep draining
                     conn.rollback()
@@ -113,7 +123,8 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             if raw is not None:
                 raw.close()
 
-    threads = [threading.Thread(target=writer, daemon=True) for _ in range(connections)]
+    threads = [threading.Thread(target=writer, args=(shard % ROLLUP_SHARDS,), daemon=True)
+               for shard in range(connections)]
     for thread in threads:
         thread.start()
     loaded = 0
@@ -122,11 +133,14 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             if failures:
                 break
             prefix = f"{tenant_id}\t{utcnow().isoformat()}\t"
+            tally = rollups.Tally()
+            for e in chunk:
+                tally.add(e, tenant_id)
             lines = [
                 prefix + uuid7() + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS])
                 + "\t" + _copy_time(e["occurred_at"] + keep) for e in chunk
             ]
-            chunks.put(("\n".join(lines) + "\n").encode())
+            chunks.put((("\n".join(lines) + "\n").encode(), tally))
             loaded += len(chunk)
     finally:
         for _ in threads:

@@ -23,6 +23,7 @@ from .. import live
 from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
+from . import rollups
 from .retention import retention_periods
 from .tables import activities, public
 
@@ -211,6 +212,8 @@ _PG_INSERT = (
     + f") AS t({', '.join(_PG_COLUMNS)}) JOIN tenants ON tenants.id = t.tenant_id "
     "ON CONFLICT (tenant_id, source, source_id) DO NOTHING RETURNING id"
 )
+# The same statement also adds the inserted rows to the hourly rollups.
+_PG_INSERT = rollups.pg_insert_with_rollups(_PG_INSERT)
 
 
 BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
@@ -226,7 +229,13 @@ def _insert_rows(conn, rows: list[dict]) -> set[str]:
         for row in rows:
             row["expires_at"] = row["occurred_at"] + keep[row["tenant_id"]]
             row["txid"] = txid
-        return {r[0] for r in conn.execute(insert_statement(conn.dialect.name), rows)}
+        inserted = {r[0] for r in conn.execute(insert_statement(conn.dialect.name), rows)}
+        tally = rollups.Tally()  # in this transaction: the rollups count what it commits
+        for row in rows:
+            if row["id"] in inserted:
+                tally.add(row, row["tenant_id"])
+        rollups.add_tally(conn, tally)
+        return inserted
     params = {}
     for column in _PG_COLUMNS:
         values = [row[column] for row in rows]

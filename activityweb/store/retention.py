@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from . import rollups
 from ..extensions import db
 from ..models import utcnow
 from .database import dialect
@@ -45,6 +46,8 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
     result = Pruned(0, None, 0)
     while True:
         gone = db.session.execute(sa.delete(activities).where(c.id.in_(expired)).returning(c.occurred_at)).scalars().all()
+        # The hours the batch took events from are counted again from what remains, in its transaction.
+        rollups.recompute(db.session.connection(), tenant_id, {rollups.truncate_hour(at) for at in gone})
         db.session.commit()
         if gone:
             result.batches += 1

@@ -1,10 +1,25 @@
-"""Stats of what a filter matches: counts, a time series, top lists, durations."""
+"""Stats of what a filter matches: counts, a time series, top lists, durations.
+
+Two paths, and the answer says which it took (`Stats.path`):
+
+- `rollups`: a filter of only ROLLUP_FIELDS is answered from the hourly
+  rollups (store/rollups.py): whole hours from their rows, the part-hours at
+  either end of since/until from their events, grouped the same way. Counts
+  and series are exact; p50/p95 come from the duration histogram (within
+  one bucket, under 19 %). The top actors and entities are not in the
+  rollups: they count the latest TOP_WINDOW matching events
+  (`top_lists_since` says from when).
+- `scan`: any other filter (a search, an actor, read state...) groups the
+  events themselves, the latest SCAN_CAP of them at most (`scanned_since`
+  says from when, if the cap cut in); percentiles are exact.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from ..errors import InvalidQuery
 from ..extensions import db
@@ -12,7 +27,9 @@ from ..filters import ActivityFilter
 from .database import dialect
 from .filtering import apply_filter
 from .reading import Reader
+from .rollups import HOUR, grouped, rollups, truncate_hour
 from .tables import activities
+from ..models import DURATION_BOUNDS, DURATION_COLUMNS
 
 
 # Time series points at most; a finer bucket over a longer span is refused.
@@ -20,6 +37,12 @@ MAX_BUCKETS = 2000
 # An automatic bucket is an hour up to this span, a day beyond it.
 HOURLY_UP_TO = timedelta(days=3)
 TOP = 10
+# The filter fields the rollups can answer (names of `filters.ActivityFilter`).
+ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
+# A scan groups at most this many of the newest matching events.
+SCAN_CAP = 100_000
+# The top actors and entities of the rollup path count this many of the newest matching events.
+TOP_WINDOW = 10_000
 
 
 @dataclass
@@ -56,6 +79,9 @@ class Stats:
     top_entities: list[tuple[str | None, str, str | None, int]]
     durations: Durations
     tools: list[tuple[str, Durations]]
+    path: str = "scan"  # "rollups" or "scan"
+    scanned_since: datetime | None = None  # the scan's cap cut in here
+    top_lists_since: datetime | None = None  # the top actors and entities count from here
 
     @property
     def failed(self) -> int:
@@ -72,14 +98,20 @@ class Stats:
         return self.failed / finished if finished else None
 
 
-def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", reader: Reader | None = None) -> Stats:
+def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", reader: Reader | None = None,
+                   *, use_rollups: bool = True) -> Stats:
     """Counts, a time series, top lists and durations of the events `flt` matches.
 
     `bucket` is `hour`, `day` or `auto` (hours up to HOURLY_UP_TO of span);
-    one that makes more than MAX_BUCKETS points is a 400. Each figure is one
-    grouped query over the filtered events.
+    one that makes more than MAX_BUCKETS points is a 400. See the module
+    docstring for the two paths; `use_rollups=False` forces the scan.
     """
+    if use_rollups and {f.name for f, _ in flt.active} <= ROLLUP_FIELDS:
+        return _from_rollups(tenant_id, flt, bucket)
     c = activities.c
+    scanned_since = _newest_boundary(tenant_id, flt, reader, SCAN_CAP)
+    if scanned_since is not None:
+        flt = replace(flt, since=max(scanned_since, flt.since or scanned_since))
 
     def matching(*columns):
         return apply_filter(sa.select(*columns).where(c.tenant_id == tenant_id), flt, reader)
@@ -92,22 +124,206 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
         matching(sa.func.count(), sa.func.min(c.occurred_at), sa.func.max(c.occurred_at))).one()
     start, end = flt.since or first_at, flt.until or last_at
     bucket = _bucket_for(bucket, start, end)
-    actor = sa.func.max(c.actor_name)
-    entity = sa.func.max(c.entity_name)
+    at = _bucket_at(c.occurred_at, bucket)
+    series = _series(db.session.execute(matching(at, c.source, sa.func.count(), sa.func.count().filter(
+        c.status == "failed")).group_by(at, c.source)), bucket, start, end) if total else []
     return Stats(
         total=total, first_at=first_at, last_at=last_at,
         by_type=counts(c.type, 20), by_source=counts(c.source), by_status=counts(c.status),
-        by_priority=counts(c.priority), bucket=bucket,
-        series=_series(matching, bucket, start, end) if total else [],
-        top_actors=[tuple(r) for r in db.session.execute(
-            matching(c.actor_id, actor, sa.func.count().label("n")).where(c.actor_id.is_not(None))
-            .group_by(c.actor_id).order_by(sa.desc("n"), c.actor_id).limit(TOP))],
-        top_entities=[tuple(r) for r in db.session.execute(
-            matching(c.entity_type, c.entity_id, entity, sa.func.count().label("n")).where(c.entity_id.is_not(None))
-            .group_by(c.entity_type, c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))],
+        by_priority=counts(c.priority), bucket=bucket, series=series,
+        **_top_lists(tenant_id, flt, reader, SCAN_CAP),
         durations=_durations(matching(c.duration_ms).where(c.duration_ms.is_not(None))),
-        tools=_tool_durations(matching),
+        tools=_tool_durations(matching), path="scan", scanned_since=scanned_since,
     )
+
+
+def _top_lists(tenant_id: int, flt: ActivityFilter, reader, window: int) -> dict:
+    """The top actors and entities among the newest `window` events `flt`
+    matches, in one statement: the window is read once (through the feed
+    order's index), then grouped twice. `top_lists_since` is where the window
+    starts, if it cut off older events."""
+    c = activities.c
+    recent = apply_filter(sa.select(c.actor_id, c.actor_name, c.entity_type, c.entity_id, c.entity_name,
+                                    c.occurred_at).where(c.tenant_id == tenant_id), flt, reader)
+    recent = recent.order_by(c.occurred_at.desc()).limit(window).cte("recent")
+    r, n = recent.c, sa.func.count().label("n")
+    none = sa.literal(None, sa.String)
+
+    def ranked(kind: str, keys, name):
+        return sa.select(*sa.select(sa.literal(kind).label("kind"), *keys, sa.func.max(name).label("name"), n,
+                                    sa.literal(None, activities.c.occurred_at.type).label("since"))
+                         .where(keys[-1].is_not(None)).group_by(*keys).order_by(sa.desc("n"), keys[-1]).limit(TOP)
+                         .subquery().c)
+
+    rows = db.session.execute(sa.union_all(
+        ranked("actor", [none.label("a"), r.actor_id.label("b")], r.actor_name),
+        ranked("entity", [r.entity_type.label("a"), r.entity_id.label("b")], r.entity_name),
+        sa.select(sa.literal("window"), none, none, none, sa.func.count(), sa.func.min(r.occurred_at)),
+    )).all()
+    counted, since = next((row[4], row[5]) for row in rows if row[0] == "window")
+    return dict(
+        top_actors=sorted(((b, name, n) for kind, _, b, name, n, _ in rows if kind == "actor"),
+                          key=lambda t: (-t[2], t[0])),
+        top_entities=sorted(((a, b, name, n) for kind, a, b, name, n, _ in rows if kind == "entity"),
+                            key=lambda t: (-t[3], t[1])),
+        top_lists_since=since if counted >= window else None,
+    )
+
+
+def _newest_boundary(tenant_id: int, flt: ActivityFilter, reader, count: int) -> datetime | None:
+    """occurred_at of the `count`-th newest event `flt` matches; None if there are fewer."""
+    c = activities.c
+    return db.session.execute(
+        apply_filter(sa.select(c.occurred_at).where(c.tenant_id == tenant_id), flt, reader)
+        .order_by(c.occurred_at.desc()).offset(count - 1).limit(1)).scalar()
+
+
+# ------------------------------------------------------------- the rollups
+
+
+def _on_rollups(flt: ActivityFilter) -> list:
+    """The filter's clauses (but its times) on the rollup table: the same SQL
+    `apply_filter` writes, its columns swapped for the rollups' namesakes."""
+    where = apply_filter(sa.select(activities.c.id), replace(flt, since=None, until=None)).whereclause
+    if where is None:
+        return []
+    return [replacement_traverse(where, {}, lambda e: rollups.c[e.name] if isinstance(e, sa.Column)
+                                 and e.table is activities else None)]
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    hour = truncate_hour(moment)
+    return hour if hour == moment else hour + HOUR
+
+
+def _picked_rollups(tenant_id: int, flt: ActivityFilter):
+    """Rollup rows of what `flt` matches: the stored rows of its whole hours,
+    and rows grouped from the events of the part-hours at its ends."""
+    r = rollups.c
+    whole = sa.select(rollups).where(r.tenant_id == tenant_id, *_on_rollups(flt))
+    low = _ceil_hour(flt.since) if flt.since else None
+    high = truncate_hour(flt.until) if flt.until else None
+    ends = []
+    if low and high and low >= high:
+        whole, ends = None, [(flt.since, flt.until)]
+    else:
+        whole = whole.where(*([r.hour >= low] if low else []), *([r.hour < high] if high else []))
+        ends = [(a, b) for a, b in ((flt.since, low), (high, flt.until)) if a and b and a < b]
+    parts = [whole] if whole is not None else []
+    for since, until in ends:
+        events = apply_filter(sa.select(activities).where(activities.c.tenant_id == tenant_id),
+                              replace(flt, since=since, until=until))
+        parts.append(grouped(events.subquery(), dialect(), ordered=False))
+    return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("picked")
+
+
+def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
+    p = _picked_rollups(tenant_id, flt)
+    first_hour, last_hour = db.session.execute(
+        sa.select(sa.func.min(p.c.hour), sa.func.max(p.c.hour)).where(p.c.events > 0)).one()
+    first_at = last_at = None
+    if first_hour is not None:
+        first_at, last_at = _first_and_last(tenant_id, flt, first_hour, last_hour)
+    start, end = flt.since or first_at, flt.until or last_at
+    bucket = _bucket_for(bucket, start, end)
+    # The four counts and the series in one statement, over the rows read once.
+    counted = sa.select(p.c.hour, p.c.type, p.c.source, p.c.status, p.c.priority, p.c.events).cte("counted")
+    k = counted.c
+    n, none = sa.func.sum(k.events), sa.literal(None, sa.String)
+    failed = sa.func.sum(k.events).filter(k.status == "failed")
+    at = _bucket_at(k.hour, bucket)
+    dims = {"type": k.type, "source": k.source, "status": k.status, "priority": k.priority}
+    counts: dict[str, list] = {name: [] for name in dims}
+    series_rows = []
+    for dim, value, when, count, failures in db.session.execute(sa.union_all(
+            *(sa.select(sa.literal(name), column, none, n, sa.literal(None, sa.BigInteger)).group_by(column)
+              .having(n > 0)
+              for name, column in dims.items()),
+            sa.select(sa.literal("series"), k.source, _as_text(at), n, failed)
+            .group_by(at, k.source).having(n > 0))):
+        if dim == "series":
+            series_rows.append((when, value, count, failures))
+        else:
+            counts[dim].append((None if dim == "status" and value == "" else value, int(count)))
+    nulls_last = dialect() == "postgresql"  # ties in the order the scan's ORDER BY gives them
+    for pairs in counts.values():
+        pairs.sort(key=lambda pair: (-pair[1], (pair[0] is None) == nulls_last, pair[0] or ""))
+    total = sum(count for _, count in counts["source"])
+    histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
+    timed = sa.func.sum(p.c.timed)
+    rows = db.session.execute(sa.union_all(
+        sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram)
+        .where(p.c.timed > 0),
+        sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "", p.c.timed > 0)
+        .group_by(p.c.tool))).all()
+    overall = next(row for row in rows if row[0] is None)  # a UNION ALL keeps no order
+    tools = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP]
+    return Stats(
+        total=total, first_at=first_at, last_at=last_at,
+        by_type=counts["type"][:20], by_source=counts["source"], by_status=counts["status"],
+        by_priority=counts["priority"], bucket=bucket,
+        series=_series(series_rows, bucket, start, end) if total else [],
+        **_top_lists(tenant_id, flt, None, TOP_WINDOW),
+        durations=_from_histogram(overall), tools=[(row[0], _from_histogram(row)) for row in tools],
+        path="rollups",
+    )
+
+
+def _first_and_last(tenant_id: int, flt: ActivityFilter, first_hour, last_hour):
+    """The exact first and last occurred_at, looked for in the first and last hours only."""
+    c = activities.c
+    first_hour, last_hour = (_as_utc(h) for h in (first_hour, last_hour))
+
+    def within(hour, aggregate):
+        return apply_filter(sa.select(aggregate(c.occurred_at)).where(
+            c.tenant_id == tenant_id, c.occurred_at >= hour, c.occurred_at < hour + HOUR), flt).scalar_subquery()
+
+    return db.session.execute(sa.select(within(first_hour, sa.func.min), within(last_hour, sa.func.max))).one()
+
+
+def _from_histogram(row) -> Durations:
+    """Durations from a histogram row (label, count, max, d0..d97): p50 and
+    p95 interpolated like percentile_cont between ranks, each rank's value
+    placed log-uniformly within its bucket."""
+    _, count, longest, *buckets = row
+    count = int(count or 0)
+    if not count:
+        return Durations(0, None, None, None)
+    buckets = [int(b or 0) for b in buckets]
+
+    def value_at(index: int) -> float:
+        seen = 0
+        for k, in_bucket in enumerate(buckets):
+            if index < seen + in_bucket:
+                if k == 0:
+                    return 0.0
+                low = DURATION_BOUNDS[k - 1]
+                high = min(DURATION_BOUNDS[k] - 1 if k < len(DURATION_BOUNDS) else longest, longest)
+                if high <= low:
+                    return float(low)
+                return low * (high / low) ** ((index - seen + 0.5) / in_bucket)
+            seen += in_bucket
+        return float(longest)
+
+    def percentile(p: float) -> float:
+        rank = p * (count - 1)
+        low, high = value_at(int(rank)), value_at(min(int(rank) + 1, count - 1))
+        return low + (high - low) * (rank - int(rank))
+
+    return Durations(count, _ms(percentile(0.5)), _ms(percentile(0.95)), longest)
+
+
+def _as_text(moment):
+    """A time in SQL as UTC text (one column of a UNION ALL with text columns)."""
+    if dialect() == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", moment), "YYYY-MM-DD HH24:MI:SS")
+    return moment
+
+
+def _as_utc(moment) -> datetime:
+    """A bucket's time as the databases answer it: PostgreSQL a datetime, SQLite text."""
+    moment = moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def _bucket_for(asked: str, start: datetime | None, end: datetime | None) -> str:
@@ -128,16 +344,16 @@ def _truncate(moment: datetime, bucket: str) -> datetime:
     return moment.replace(hour=0) if bucket == "day" else moment
 
 
-def _series(matching, bucket: str, start: datetime, end: datetime) -> list[SeriesPoint]:
-    """Events per bucket (UTC) from `start` to `end`, empty buckets included."""
-    c = activities.c
+def _bucket_at(column, bucket: str):
+    """`column` (a time) truncated to the bucket, in UTC."""
     if dialect() == "postgresql":
-        at = sa.func.date_trunc(bucket, sa.func.timezone("UTC", c.occurred_at))
-    else:
-        at = sa.func.strftime(_SQLITE_BUCKET_FORMAT[bucket], c.occurred_at)
-    at = at.label("at")
-    rows = db.session.execute(
-        matching(at, c.source, sa.func.count(), sa.func.count().filter(c.status == "failed")).group_by(at, c.source))
+        return sa.func.date_trunc(bucket, column, "UTC").label("at")
+    return sa.func.strftime(_SQLITE_BUCKET_FORMAT[bucket], column).label("at")
+
+
+def _series(rows, bucket: str, start: datetime, end: datetime) -> list[SeriesPoint]:
+    """Points from `rows` of (bucket time, source, count, failed), every
+    bucket (UTC) from `start` to `end`, empty ones included."""
     points: dict[datetime, SeriesPoint] = {}
     step = _BUCKET_STEP[bucket]
     moment = _truncate(start, bucket)
@@ -145,12 +361,11 @@ def _series(matching, bucket: str, start: datetime, end: datetime) -> list[Serie
         points[moment] = SeriesPoint(moment, 0, 0, {})
         moment += step
     for when, source, count, failed in rows:
-        # PostgreSQL answers a naive UTC timestamp, SQLite the text we formatted.
-        when = (when if isinstance(when, datetime) else datetime.fromisoformat(when)).replace(tzinfo=timezone.utc)
+        when = _as_utc(when)
         point = points.setdefault(when, SeriesPoint(when, 0, 0, {}))
-        point.count += count
-        point.failed += failed
-        point.by_source[source] = count
+        point.count += int(count)
+        point.failed += int(failed or 0)
+        point.by_source[source] = int(count)
     return sorted(points.values(), key=lambda p: p.at)
 
 

@@ -1,0 +1,269 @@
+"""The hourly rollups stats read: equal to a scan after every kind of write, on both databases."""
+import random
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
+
+from activityweb import store
+from activityweb.extensions import db
+from activityweb.filters import parse_filter
+from activityweb.models import DURATION_BOUNDS, ROLLUP_SHARDS
+from activityweb.store import rollups
+from conftest import event
+
+BUCKET_ERROR = 2 ** 0.25 - 1
+START = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
+TYPES = ["claude.tool.completed", "claude.tool.failed", "claude.prompt.submitted", "deployment.succeeded",
+         "lead.new"]
+FILTERS = ["", "type=claude.tool.*", "type=lead.new&type=deployment.*", "source=github", "status=failed",
+           "priority=high&source=claude_code", "since=2026-11-20T07:20:00Z",
+           "since=2026-11-20T07:20:00Z&until=2026-11-20T11:45:10Z", "until=2026-11-20T09:00:00Z",
+           "since=2026-11-20T08:10:00Z&until=2026-11-20T08:50:00Z&type=claude.*"]
+
+
+def corpus(count: int = 400, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        kind = rng.choice(TYPES)
+        tool = kind.startswith("claude.tool")
+        events.append(event(
+            title=f"e{i}", source_id=f"{seed}-{i}", type=kind, source="claude_code" if kind.startswith("claude") else rng.choice(
+                ["github", "hubspot"]),
+            status=rng.choice(["success", "failed", None, "started"]), priority=rng.choice(["normal", "high"]),
+            entity_type="tool" if tool else rng.choice([None, "project"]),
+            entity_id=rng.choice(["Bash", "Edit", "Read"]) if tool else rng.choice([None, "billing"]),
+            actor_id=rng.choice(["u-1", "u-2", None]),
+            duration_ms=rng.choice([None, 0, 1, 7, int(rng.lognormvariate(6, 2))]),
+            occurred_at=(START + timedelta(seconds=rng.randrange(8 * 3600))).isoformat()))
+    return events
+
+
+def stats_pair(app, query: str = ""):
+    with app.app_context():
+        flt = parse_filter(MultiDict([kv.split("=", 1) for kv in query.split("&") if kv]))
+        rolled = store.activity_stats(1, flt, "hour")
+        scanned = store.activity_stats(1, flt, "hour", use_rollups=False)
+        db.session.rollback()
+        return rolled, scanned
+
+
+def assert_same(rolled, scanned, query=""):
+    assert rolled.path == "rollups" and scanned.path == "scan"
+    for name in ("total", "first_at", "last_at", "by_type", "by_source", "by_status", "by_priority", "bucket",
+                 "series", "top_actors", "top_entities"):
+        assert getattr(rolled, name) == getattr(scanned, name), f"{query}: {name}"
+    assert [t for t, _ in rolled.tools] == [t for t, _ in scanned.tools], query
+    for got, exact in [(rolled.durations, scanned.durations)] + [
+            (a, b) for (_, a), (_, b) in zip(rolled.tools, scanned.tools)]:
+        assert (got.count, got.max) == (exact.count, exact.max), query
+        for p in ("p50", "p95"):
+            if getattr(exact, p) is None:
+                assert getattr(got, p) is None
+            else:
+                assert getattr(got, p) == pytest.approx(getattr(exact, p), rel=BUCKET_ERROR, abs=1), (query, p)
+
+
+def rollup_rows(app) -> dict:
+    """The rollups summed over shards, by key."""
+    r = rollups.rollups.c
+    key = [r.tenant_id, r.hour, r.type, r.source, r.status, r.priority, r.tool]
+    values = [c for c in rollups.rollups.c if c.name not in {k.name for k in key} | {"shard", "duration_max"}]
+    with app.app_context():
+        rows = db.session.execute(sa.select(*key, sa.func.max(r.duration_max), *(sa.func.sum(v) for v in values))
+                                  .group_by(*key)).all()
+        db.session.rollback()
+    # By key: (events, timed, max, d0, ...).
+    return {tuple(row[:7]): (int(row[8]), int(row[9]), row[7], *(int(v) for v in row[10:])) for row in rows}
+
+
+def post(client, headers, events, size=100):
+    for start in range(0, len(events), size):
+        assert client.post("/api/v1/activities", json=events[start:start + size], headers=headers).status_code == 201
+
+
+def test_the_bucket_in_python_is_the_bucket_in_sql(app):
+    durations = [0, 1, 2, 3, 4, 5, 999, 1000, 1024, 1025, 16777215, 16777216, 10 ** 12] + list(DURATION_BOUNDS)
+    with app.app_context():
+        dialect = db.engine.dialect.name
+        got = {d: db.session.execute(sa.select(rollups._bucket_of(sa.literal(d, sa.BigInteger), dialect))).scalar()
+               for d in durations}
+    assert got == {d: rollups.duration_bucket(d) for d in durations}
+
+
+@pytest.mark.parametrize("query", FILTERS)
+def test_rollups_equal_a_scan_after_ingest(app, client, auth_headers, query):
+    post(client, auth_headers, corpus())
+    post(client, auth_headers, corpus(50, seed=8)[:50])  # more batches into the same hours
+    assert_same(*stats_pair(app, query), query)
+
+
+def test_repeats_are_not_counted_twice(app, client, auth_headers):
+    events = corpus(60)
+    post(client, auth_headers, events)
+    before = rollup_rows(app)
+    post(client, auth_headers, events[:30] + corpus(5, seed=9))  # 30 repeats, 5 new
+    after = rollup_rows(app)
+    assert sum(v[0] for v in after.values()) == sum(v[0] for v in before.values()) + 5
+    assert_same(*stats_pair(app))
+
+
+def test_prune_and_a_retention_change_keep_rollups_equal_to_a_scan(app, client, auth_headers):
+    post(client, auth_headers, corpus())
+    with app.app_context():
+        # Keep 5 days: with `now` 5 days and 3.5 hours past START, the events
+        # of the first 3.5 hours have expired; pruning cuts an hour in two.
+        store.set_retention(1, 5, restamp=True)
+        pruned = store.prune(1, batch_size=37, now=START + timedelta(days=5, hours=3, minutes=30))
+    assert pruned.deleted > 0 and pruned.batches > 1
+    for query in FILTERS:
+        assert_same(*stats_pair(app, query), query)
+
+
+def test_rebuild_equals_what_ingest_kept(app, client, auth_headers, runner):
+    post(client, auth_headers, corpus())
+    kept = rollup_rows(app)
+    result = runner.invoke(args=["rollups", "rebuild", "--tenant", "acme"])
+    assert result.exit_code == 0, result.output
+    assert "rebuilt" in result.output
+    assert rollup_rows(app) == kept
+    with app.app_context():
+        db.session.execute(sa.delete(rollups.rollups))
+        db.session.commit()
+    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
+    assert rollup_rows(app) == kept
+
+
+def test_seeding_keeps_rollups(app, runner):
+    assert runner.invoke(args=["seed", "--events", "3000", "--seed", "1"]).exit_code == 0
+    seeded = rollup_rows(app)
+    assert sum(v[0] for v in seeded.values()) == 3000
+    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
+    assert rollup_rows(app) == seeded
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_eight_writers_to_one_hour_do_not_wait_for_each_other(backend, app, make_token):
+    """Eight transactions add to the same rollup key and stay open until all
+    eight have written: if they queued on one row lock, the barrier would
+    never fill. Then all eight commit and every event is counted."""
+    from activityweb.store import ingest
+
+    make_token()
+    writers = 8
+    barrier = threading.Barrier(writers, timeout=20)
+    errors = []
+    with app.app_context():
+        engine = db.engine
+
+    def write(n: int):
+        try:
+            with app.app_context(), engine.connect() as conn:
+                now = datetime.now(timezone.utc)
+                rows = [{**event(title=f"w{n}-{i}", type="tool.done", status="success", duration_ms=100),
+                         "id": f"{n:08d}-0000-7000-8000-{i:012d}", "tenant_id": 1, "source_id": f"w{n}-{i}",
+                         "source": "api", "priority": "normal",
+                         "occurred_at": START + timedelta(minutes=i), "received_at": now,
+                         "tags": [], "data": {}} for i in range(10)]
+                for name in ingest._PG_COLUMNS:
+                    for row in rows:
+                        row.setdefault(name, None)
+                with conn.begin():
+                    assert len(ingest._insert_rows(conn, rows)) == 10
+                    barrier.wait()  # every writer has written, none has committed
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with app.app_context():
+        shards, events = db.session.execute(sa.select(
+            sa.func.count(sa.distinct(rollups.rollups.c.shard)), sa.func.sum(rollups.rollups.c.events))).one()
+    assert events == writers * 10 and shards == writers <= ROLLUP_SHARDS
+
+
+def test_stats_say_when_the_scan_or_the_top_lists_are_capped(app, client, auth_headers, monkeypatch):
+    from activityweb.store import stats
+
+    post(client, auth_headers, corpus(100))
+    monkeypatch.setattr(stats, "SCAN_CAP", 40)
+    monkeypatch.setattr(stats, "TOP_WINDOW", 30)
+    with app.app_context():
+        scanned = store.activity_stats(1, parse_filter(MultiDict([("actor", "u-1")])))
+        rolled = store.activity_stats(1, parse_filter(MultiDict()))
+        newest = db.session.execute(sa.select(store.activities.c.occurred_at).order_by(
+            store.activities.c.occurred_at.desc()).offset(29).limit(1)).scalar()
+    assert scanned.path == "scan" and (scanned.total == 40 or scanned.scanned_since is None)
+    assert rolled.path == "rollups" and rolled.total == 100 and rolled.top_lists_since == newest
+    assert sum(n for _, _, n in rolled.top_actors) <= 30
+
+
+def test_the_filter_fields_the_rollups_serve_exist():
+    from activityweb.filters import BY_NAME
+    from activityweb.store.stats import ROLLUP_FIELDS
+
+    assert ROLLUP_FIELDS <= set(BY_NAME)
+    assert replace(parse_filter(MultiDict([("q", "x")])), q="").is_empty()
+
+
+def test_the_migration_rolls_up_the_events_already_stored(backend, tmp_path, request):
+    """A populated database upgraded from 0006 gets rollups of its events."""
+    from flask_migrate import downgrade, upgrade
+
+    from activityweb.app import create_app
+    from activityweb.models import Activity
+    from conftest import config_for
+
+    config = config_for("sqlite", tmp_path, request)
+    admin = name = None
+    if backend == "postgresql":
+        import psycopg
+
+        url = sa.engine.make_url(request.getfixturevalue("pg_url"))
+        name, admin = url.database + "_roll", url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        config["SQLALCHEMY_DATABASE_URI"] = url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False)
+    app = create_app(config)
+    now = datetime.now(timezone.utc)
+    events = [{**e, "id": f"01900000-0000-7000-8000-{i:012d}", "tenant_id": 1, "received_at": now,
+               "occurred_at": datetime.fromisoformat(e["occurred_at"]),
+               "expires_at": datetime.fromisoformat(e["occurred_at"]) + timedelta(days=365), "tags": [], "data": {},
+               "priority": e["priority"]} for i, e in enumerate(corpus(120))]
+    tally = rollups.Tally()
+    for e in events:
+        tally.add(e, 1)
+    try:
+        with app.app_context():
+            upgrade(revision="0006")
+            db.session.execute(sa.text("INSERT INTO tenants (slug, name, created_at) VALUES ('acme', 'Acme', :t)"),
+                               {"t": now})
+            columns = {c.name for c in Activity.__table__.columns}
+            db.session.execute(sa.insert(Activity.__table__), [{k: v for k, v in e.items() if k in columns}
+                                                               for e in events])
+            db.session.commit()
+            upgrade()
+            db.session.remove()
+        expected = {tuple(p[k] for k in rollups.ROLLUP_KEY[:-1]): (p["events"], p["timed"], p["duration_max"],
+                                                                   *(p[f"d{k}"] for k in range(98)))
+                    for p in tally.params()}
+        assert rollup_rows(app) == expected
+        with app.app_context():
+            downgrade(revision="0006")
+            assert "activity_rollups" not in sa.inspect(db.engine).get_table_names()
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        if admin:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
