@@ -15,6 +15,7 @@ from .cli import register_commands
 from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env
 from .errors import register_error_handlers
 from .extensions import db, migrate, sock
+from .rules import setup as rules_setup
 from .health import bp as health_bp
 from .web import bp as web_bp
 from .web import present
@@ -73,4 +74,5 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["activityweb.stopping"] = threading.Event()
     register_error_handlers(app)
     register_commands(app)
+    rules_setup.init_app(app)
     return app
