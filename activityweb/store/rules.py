@@ -59,6 +59,7 @@ def create_channel(tenant_id: int, name: str, kind: str, target: str, secret: st
     channel = RuleChannel(tenant_id=tenant_id, name=name, kind=kind, target=target, secret=secret)
     db.session.add(channel)
     _commit_or_conflict(f"a channel named {name!r} exists")
+    db.session.refresh(channel)  # loaded now, so a page rendering it asks the database nothing
     return channel
 
 
