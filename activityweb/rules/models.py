@@ -126,3 +126,22 @@ class DeliveryAttempt(db.Model):
         sa.Index("ix_delivery_attempts_channel", "channel_id", "attempted_at"),
         sa.Index("ix_delivery_attempts_message", "message_id"),
     )
+
+
+class RuleCounter(db.Model):
+    """A windowed rule's matches per time bucket, counted as events are stored.
+
+    The sliding window's totals are then a sum over at most ~BUCKETS_PER_WINDOW
+    small rows instead of a count over the events: evaluation stays cheap on
+    ingest's path whatever the traffic. A bucket is window/600 seconds long
+    (at least 1 s), keyed by its start in epoch seconds, so the window's edge
+    is exact to one bucket. Rows older than the window are pruned by the worker.
+    """
+
+    __tablename__ = "rule_counters"
+
+    rule_id: Mapped[int] = mapped_column(sa.ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True)
+    bucket: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    matches: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    metric: Mapped[float] = mapped_column(sa.Float, default=0.0)

@@ -92,6 +92,7 @@ class Worker:
                     fired += self._heartbeat(rule, now) if rule.condition == "heartbeat" else self._digest(rule, now)
                 except Exception:
                     log.exception("rule %s could not be evaluated", rule.id)
+            store_rules.prune_counters(now)
         return fired
 
     def _heartbeat(self, rule, now: datetime) -> int:

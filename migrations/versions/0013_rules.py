@@ -7,7 +7,7 @@ Create Date: 2026-12-02
 `rules` hold a filter in the feed's language and a condition; `outbox` holds
 each firing until its channel has it (its id is the Standard Webhooks
 webhook-id, stable across retries); `delivery_attempts` is the per-channel
-log. See activityweb/rules/models.py.
+log; `rule_counters` hold windowed rules' matches per time bucket. See activityweb/rules/models.py.
 """
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -98,9 +98,18 @@ def upgrade():
     )
     op.create_index("ix_delivery_attempts_channel", "delivery_attempts", ["channel_id", "attempted_at"])
     op.create_index("ix_delivery_attempts_message", "delivery_attempts", ["message_id"])
+    op.create_table(
+        "rule_counters",
+        sa.Column("rule_id", sa.Integer(), sa.ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("matches", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("metric", sa.Float(), nullable=False),
+    )
 
 
 def downgrade():
+    op.drop_table("rule_counters")
     op.drop_table("delivery_attempts")
     op.drop_table("outbox")
     op.drop_table("rules")
