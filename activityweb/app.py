@@ -14,6 +14,7 @@ from .cli import register_commands
 from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env, is_production
 from .errors import register_error_handlers
 from .extensions import db, migrate, sock
+from .rules import setup as rules_setup
 from .health import bp as health_bp
 from .web import bp as web_bp
 from .web import present
@@ -71,4 +72,5 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     register_error_handlers(app)
     register_commands(app)
+    rules_setup.init_app(app)
     return app

@@ -11,4 +11,5 @@ from ..security import api_limit, credential_key  # noqa: E402
 limiter.limit(api_limit, key_func=credential_key)(bp)
 
 from . import activities, conversations, export, openapi, reading, stats, streams  # noqa: E402,F401  (routes register on import)
+from . import rules  # noqa: E402,F401  (rules, channels, the test event)
 from . import integrations  # noqa: E402,F401  (producer endpoints: Claude Code hooks, signed webhooks)

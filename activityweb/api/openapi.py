@@ -13,6 +13,7 @@ from ..filters import FIELDS
 from ..schemas import ActivityIn
 from ..serialize import ActivityOut, StatsOut
 from . import bp
+from .rules_openapi import rules_paths, rules_schemas
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -90,6 +91,7 @@ def components() -> dict:
             },
             "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
             **insight_schemas(),
+            **rules_schemas(),
         },
     }
 
@@ -145,6 +147,7 @@ def paths() -> dict:
         **integration_paths(),
         **stream_paths(),
         **insight_paths(),
+        **rules_paths(),
     }
 
 
