@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision = "0013"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
