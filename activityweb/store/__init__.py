@@ -17,6 +17,7 @@ the names below.
 - `stats`: counts, series and durations of a filter
 - `retention`: expiry and pruning
 - `accounts`: tenants, API tokens, users and memberships, integration secrets
+- `saved_views`: a reader's named filters; a new token's secret, held for one showing
 """
 from . import accounts
 from .accounts import (
@@ -33,6 +34,7 @@ from .bulk import bulk_load
 from .conversations import (
     CONVERSATION_MAX_EVENTS,
     conversation,
+    conversation_names,
     conversation_timeline,
     occurred_times,
     recent_conversations,
@@ -44,6 +46,7 @@ from .ingest import IngestBatcher, Stored, add_activities, write_activities
 from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, unread_count
 from .replay import REPLAY_OVERLAP, activities_by_ids, missed_since
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
+from .saved_views import delete_view, hold_secret, save_view, saved_views, take_secret
 from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
@@ -53,8 +56,8 @@ __all__ = [
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "REPLAY_OVERLAP", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
     "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
-    "bulk_load", "conversation", "conversation_timeline", "count_activities", "dialect", "get_activity",
+    "bulk_load", "conversation", "conversation_names", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "missed_since", "occurred_times",
     "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "release",
-    "retention_periods", "set_retention", "stream_activities", "unread_count", "write_activities",
+    "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "take_secret", "stream_activities", "unread_count", "write_activities",
 ]

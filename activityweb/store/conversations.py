@@ -79,15 +79,26 @@ def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -
                   sa.func.count().filter(c.status == "failed"), sa.func.max(c.project))
         .where(in_these).group_by(c.conversation_id)
     ).all()
-    prompts: dict[str, str] = {}
-    for conversation_id, summary, title in db.session.execute(
-        sa.select(c.conversation_id, c.summary, c.title).where(in_these, c.entity_type == "prompt")
-        .order_by(c.conversation_id, c.sequence.asc().nulls_last(), c.occurred_at, c.id)
-    ):
-        prompts.setdefault(conversation_id, summary or title)
+    prompts = conversation_names(tenant_id, ids)
     by_id = {
         row[0]: ConversationSummary(*row, first_prompt=prompts.get(row[0]))
         for row in totals
     }
     return [by_id[i] for i in ids if i in by_id]
 
+
+
+def conversation_names(tenant_id: int, ids) -> dict[str, str]:
+    """The first prompt of each of these conversations that has one: what a person calls it."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return {}
+    c = activities.c
+    names: dict[str, str] = {}
+    for conversation_id, summary, title in db.session.execute(
+        sa.select(c.conversation_id, c.summary, c.title)
+        .where(c.tenant_id == tenant_id, c.conversation_id.in_(ids), c.entity_type == "prompt")
+        .order_by(c.conversation_id, c.sequence.asc().nulls_last(), c.occurred_at, c.id)
+    ):
+        names.setdefault(conversation_id, summary or title)
+    return names

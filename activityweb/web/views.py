@@ -13,9 +13,13 @@ from ..ids import uuid7_floor
 from ..models import utcnow
 from ..serialize import parse_cursor
 from . import bp
+from .present import feed_url
 from .reading import web_reader
 
 PAGE_SIZE = 50
+# "Load more" records how many pages the feed shows (depth=N in the URL); a
+# reload or a back from an event renders that many again, up to this.
+MAX_DEPTH = 20
 
 
 def render_page_or_partial(page_template: str, partial: str, status: int = 200, **context):
@@ -35,15 +39,25 @@ def feed():
     except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, live_since=None, pruned=None)
+                                      page=None, error=exc, live_since=None, pruned=None, depth=1)
+    depth = min(max(request.args.get("depth", 1, type=int) or 1, 1), MAX_DEPTH)
     reader = web_reader()
-    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after, reader=reader)
+    # The first page comes back `depth` pages deep; a later page is one page.
+    limit = PAGE_SIZE if after else PAGE_SIZE * depth
+    page = store.list_activities(principal.tenant_id, flt, limit=limit, after=after, reader=reader)
     # Retention: the first page says when older events were deleted, and up to when.
     pruned = None if after else store.last_prune(principal.tenant_id)
-    context = dict(flt=flt, page=page, unread_ids=reader.unread_among([a["id"] for a in page.items]), error=None,
-                   live_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
+    ids = [a["id"] for a in page.items]
+    context = dict(flt=flt, page=page, unread_ids=reader.unread_among(ids), error=None,
+                   live_since=uuid7_floor(utcnow()), after=after, pruned=pruned, depth=depth,
+                   session_names=store.conversation_names(principal.tenant_id,
+                                                          {a["conversation_id"] for a in page.items}))
     partial = "feed/_page.html" if after else "feed/_results.html"
-    return render_page_or_partial("feed/index.html", partial, **context)
+    response = render_page_or_partial("feed/index.html", partial, **context)
+    if after and request.headers.get("HX-Request"):
+        # The address bar keeps the depth (not the cursor): back from an event shows every page loaded.
+        response.headers["HX-Replace-Url"] = feed_url(flt, depth=depth)
+    return response
 
 
 @bp.get("/export")
