@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..filters import ActivityFilter
+from ..ids import uuid7_floor
 from ..models import utcnow
 from .database import dialect
 from .feed import get_activity
@@ -83,6 +84,19 @@ def reader_of(principal) -> Reader:
     else:
         raise ValueError("this principal has no read state")
     return Reader(principal.tenant_id, key)
+
+
+def start_reading(reader: Reader) -> None:
+    """A reader with no cursor yet (a person's first visit) starts having
+    read everything received so far: unread means new since they came, not
+    the whole backlog. Does nothing once the reader has a cursor."""
+    if reader.read_up_to is not None:
+        return
+    insert = _upsert(read_cursors).values(tenant_id=reader.tenant_id, reader=reader.key,
+                                          read_up_to=uuid7_floor(utcnow()), updated_at=utcnow())
+    db.session.execute(insert.on_conflict_do_nothing(index_elements=["tenant_id", "reader"]))
+    db.session.commit()
+    reader.cursor_moved()
 
 
 def unread_count(reader: Reader) -> int:

@@ -194,6 +194,37 @@ def unread_label(count: int) -> str:
     return f"{UNREAD_COUNT_CAP}+" if count > UNREAD_COUNT_CAP else str(count)
 
 
+# The most of a step's input or output the timeline shows inline.
+STEP_DETAIL_CHARS = 4000
+# What a hook payload says about itself rather than the step.
+_HOOK_KEYS = ("hook_event_name", "transcript_path", "cwd", "permission_mode", "tool_use_id", "tool_name")
+
+
+def capped_json(value, limit: int = STEP_DETAIL_CHARS) -> str:
+    """Pretty JSON (or the text itself), cut at `limit` characters and saying so."""
+    text = value if isinstance(value, str) else pretty_json(value)
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
+
+
+def step_input(event: dict) -> str | None:
+    """What a step was given: a tool's input, else its data less the hook's own fields."""
+    data = event.get("data") or {}
+    if "tool_input" in data:
+        return capped_json(data["tool_input"])
+    rest = {k: v for k, v in data.items() if k not in _HOOK_KEYS and k not in ("prompt", "last_assistant_message")}
+    return capped_json(rest) if rest else None
+
+
+def step_output(result: dict) -> str | None:
+    """What a step gave back: a tool's response or error, else the result's data less the hook's fields."""
+    data = result.get("data") or {}
+    for key in ("tool_response", "error"):
+        if key in data:
+            return capped_json(data[key])
+    rest = {k: v for k, v in data.items() if k not in _HOOK_KEYS}
+    return capped_json(rest) if rest else None
+
+
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -244,6 +275,7 @@ def register(app) -> None:
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
                                   row_id=row_id, is_running=is_running, feed_rows=feed_rows,
+                                  step_input=step_input, step_output=step_output,
                                   session_label=session_label, day_label=day_label,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
                                   next_cursor=next_cursor,

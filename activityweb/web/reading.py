@@ -19,6 +19,7 @@ def web_reader() -> store.Reader:
     header's unread count share one read of its "read up to" cursor."""
     if "web_reader" not in g:
         g.web_reader = store.reader_of(web_principal())
+        store.start_reading(g.web_reader)  # a first visit: what came before it is not "unread"
     return g.web_reader
 
 
