@@ -158,6 +158,14 @@
   window.addEventListener("online", retryFilter);
   setInterval(retryFilter, 5000);
 
+  // A saved view names the filter the page shows now (htmx may have changed it since the page came).
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (form.classList && form.classList.contains("views-save")) {
+      form.action = form.action.split("?")[0] + window.location.search.replace(/([?&])(cursor|depth)=[^&]*/g, "$1");
+    }
+  });
+
   function ready() {
     showTheme();
     countFilters();

@@ -33,9 +33,13 @@ from .accounts import (
 from .bulk import bulk_load
 from .conversations import (
     CONVERSATION_MAX_EVENTS,
+    ConversationPage,
+    ConversationQuery,
     conversation,
     conversation_names,
+    conversation_projects,
     conversation_timeline,
+    list_conversations,
     occurred_times,
     recent_conversations,
 )
@@ -46,7 +50,7 @@ from .ingest import IngestBatcher, Stored, add_activities, write_activities
 from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, start_reading, unread_count
 from .replay import REPLAY_OVERLAP, activities_by_ids, missed_since
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
-from .saved_views import delete_view, hold_secret, save_view, saved_views, take_secret
+from .saved_views import delete_view, hold_secret, save_view, saved_views, saved_views_max, take_secret
 from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
@@ -56,8 +60,8 @@ __all__ = [
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "REPLAY_OVERLAP", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
     "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
-    "bulk_load", "conversation", "conversation_names", "conversation_timeline", "count_activities", "dialect", "get_activity",
+    "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects", "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "missed_since", "occurred_times",
     "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "start_reading", "release",
-    "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "take_secret", "stream_activities", "unread_count", "write_activities",
+    "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max", "take_secret", "stream_activities", "unread_count", "write_activities",
 ]

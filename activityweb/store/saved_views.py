@@ -19,6 +19,10 @@ views = SavedView.__table__
 reveals = TokenReveal.__table__
 
 
+def saved_views_max() -> int:
+    return MAX_SAVED_VIEWS
+
+
 def saved_views(tenant_id: int, reader: str) -> list[dict]:
     rows = db.session.execute(
         sa.select(views.c.id, views.c.name, views.c.query)

@@ -15,6 +15,7 @@ from ..serialize import parse_cursor
 from . import bp
 from .present import feed_url
 from .reading import web_reader
+from .saved_views import views_of_reader
 
 PAGE_SIZE = 50
 # "Load more" records how many pages the feed shows (depth=N in the URL); a
@@ -39,7 +40,7 @@ def feed():
     except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, live_since=None, pruned=None, depth=1)
+                                      page=None, error=exc, live_since=None, pruned=None, depth=1, saved=[])
     depth = min(max(request.args.get("depth", 1, type=int) or 1, 1), MAX_DEPTH)
     reader = web_reader()
     # The first page comes back `depth` pages deep; a later page is one page.
@@ -53,6 +54,8 @@ def feed():
                    session_names=store.conversation_names(principal.tenant_id,
                                                           {a["conversation_id"] for a in page.items}))
     partial = "feed/_page.html" if after else "feed/_results.html"
+    if not request.headers.get("HX-Request"):
+        context["saved"] = views_of_reader()  # the sidebar, on the page only
     response = render_page_or_partial("feed/index.html", partial, **context)
     if after and request.headers.get("HX-Request"):
         # The address bar keeps the depth (not the cursor): back from an event shows every page loaded.
