@@ -99,10 +99,28 @@
     var target = evt.detail.target;
     if (!target || target.id !== "feed-items") return;
     var arrived = 0;
+    // A tool call's start never takes back its row from the outcome (a
+    // replay can resend the start after the outcome), and one message
+    // brings one row per id.
+    var inMessage = {};
+    Array.from(evt.detail.fragment.children).forEach(function (item) {
+      if (!item.id) return;
+      var running = item.classList.contains("running");
+      var existing = document.getElementById(item.id);
+      if (running && ((existing && !existing.classList.contains("running")) || inMessage[item.id])) {
+        item.remove();
+        return;
+      }
+      if (inMessage[item.id] && !running) inMessage[item.id].remove();
+      inMessage[item.id] = item;
+    });
     Array.from(evt.detail.fragment.children).forEach(function (item) {
       if (!item.id) return;
       var existing = document.getElementById(item.id);
       if (existing) {
+        // The page named the session by its first prompt; a live rendering knows only the project.
+        var named = existing.querySelector(".conversation-link"), unnamed = item.querySelector(".conversation-link");
+        if (named && unnamed && named.getAttribute("href") === unnamed.getAttribute("href")) unnamed.innerHTML = named.innerHTML;
         if (existing.classList.contains("held")) { item.hidden = true; item.classList.add("held"); }
         return;
       }

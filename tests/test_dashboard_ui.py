@@ -59,6 +59,15 @@ def test_a_tool_call_is_one_row_running_until_its_outcome(web):
     assert f'id="{row}"' in message
 
 
+def test_a_live_batch_with_a_start_and_its_outcome_sends_the_outcome_only(web):
+    from activityweb import store
+    from activityweb.web.render import live_message
+    items = post(web, *tool_call("toolu_9", NOW - timedelta(minutes=1)))
+    with web.application.test_request_context("/"):
+        message = live_message([store.get_activity(1, a["id"]) for a in items])
+    assert len(rows(message)) == 1 and rows(message)[0][1] == items[1]["id"]
+
+
 def test_type_exclusion_and_quick_ranges(web):
     post(web, event(title="old deploy", type="deploy.succeeded", occurred_at=(NOW - timedelta(days=3)).isoformat()),
          event(title="new deploy", type="deploy.succeeded", occurred_at=(NOW - timedelta(minutes=30)).isoformat()),
