@@ -75,4 +75,5 @@ def activity(activity_id: str):
     found = store.mark_read(web_reader(), activity_id)  # opening an event reads it, as in mail
     if found is None:
         abort(404, "No such activity in this tenant.")
-    return render_template("activities/detail.html", a=found)
+    names = store.conversation_names(web_principal().tenant_id, [found["conversation_id"]]) if found["conversation_id"] else {}
+    return render_template("activities/detail.html", a=found, session_names=names)
