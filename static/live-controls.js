@@ -216,7 +216,6 @@
     state.open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
     var added = document.querySelectorAll("#timeline .step").length - state.steps;
     if (added > 0) {
-      queueAnnouncement(0);
       announce(plural(added, "step"));
       if (state.atEnd) window.scrollTo(0, document.documentElement.scrollHeight);
     }

@@ -289,3 +289,21 @@ def test_a_filter_typed_while_offline_is_applied_when_the_socket_returns(seeded,
     page.wait_for_url(re.compile(r"q=deploy"), timeout=15000)
     page.wait_for_selector("#filter-pending[hidden]", state="attached")
     page.wait_for_selector('#feed-live[ws-connect*="q=deploy"][data-state=open]')
+
+
+def test_a_timeline_at_its_end_follows_new_steps_and_keeps_open_details_open(seeded, open_page):
+    page = open_page(PHONE)
+    page.goto(f"{seeded.url}/conversations/{seeded.conversation}")
+    page.wait_for_selector("#timeline-live[data-state=open]")
+    opened = page.locator("#timeline details.step-detail").first
+    opened_id = opened.get_attribute("id")
+    opened.locator("summary").click()
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    steps = page.locator("#timeline .step").count()
+    [new] = post(seeded, event(title="Bash: make deploy", type="claude.notification", source="claude_code",
+                               conversation_id=seeded.conversation, sequence=10**15))
+    page.locator(f"#step-{new['id']}").wait_for()
+    assert page.locator("#timeline .step").count() == steps + 1
+    page.wait_for_selector("#live-announcer:has-text('1 new step')")
+    assert page.evaluate("window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 80")
+    assert page.locator(f"#{opened_id}").get_attribute("open") is not None
