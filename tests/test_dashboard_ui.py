@@ -5,22 +5,10 @@ page that makes one token however often it is reloaded."""
 import re
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from conftest import csrf_from, event, sign_in
+from test_web import post, web  # noqa: F401  (the local-mode client fixture and its poster)
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-@pytest.fixture
-def web(local_app):
-    return local_app.test_client()
-
-
-def post(client, *events):
-    response = client.post("/api/v1/activities", json=list(events))
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["items"]
 
 
 def rows(html):
