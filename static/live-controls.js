@@ -188,6 +188,9 @@
     var link = document.getElementById("unread-count");
     var label = link && link.querySelector(".n");
     var count = link ? Number(link.dataset.count) : 0;
+    // Past the cap the badge says "999+"; the count underneath goes on, and the tooltip says it.
+    if (link) link.title = count > Number(link.dataset.cap) ? "At least " + count.toLocaleString() + " events you have not read"
+                                                            : "Events you have not read";
     document.title = count > 0 && label ? "(" + label.textContent + ") " + baseTitle : baseTitle;
   }
   document.addEventListener("DOMContentLoaded", function () {

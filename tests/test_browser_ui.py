@@ -86,6 +86,7 @@ def pages(server):
         "activity": (f"/activities/{server.some_event}", ".detail h1"),
         "stats": ("/stats", ".stat-card"),
         "tokens": ("/settings/tokens", ".tokens"),
+        "login": ("/login", "form.stacked-form"),
     }
 
 
@@ -115,6 +116,10 @@ def test_every_page_fits_a_phone_passes_axe_and_is_photographed(seeded, open_pag
                 box = page.locator(first).first.bounding_box()
                 if not box or box["y"] + min(box["height"], 40) > viewport["height"]:
                     failures.append(f"{name} {scheme}: the first content starts at {box and box['y']} px")
+            landmarks = page.evaluate("[document.querySelectorAll('h1').length, !!document.querySelector('main'),"
+                                      " !!document.querySelector('header nav'), !!document.querySelector('a.skip-link')]")
+            if landmarks != [1, True, True, True]:
+                failures.append(f"{name}: h1 count, main, nav, skip link = {landmarks}")
             failures += [f"{name} {size} {scheme}: {v}" for v in axe_serious(page)]
     assert failures == []
 
@@ -235,6 +240,8 @@ def test_the_token_page_makes_one_token_however_often_it_is_reloaded(seeded, ope
     page.click("form.inline-form button[type=submit]")
     secret = page.text_content("#new-token-secret").strip()
     assert secret.startswith("aw_")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "tokens-created-1440x900-light.png"))
     page.click("[data-copy=new-token-secret]")
     page.locator("[data-copy=new-token-secret]", has_text="Copied").wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == secret
@@ -242,6 +249,7 @@ def test_the_token_page_makes_one_token_however_often_it_is_reloaded(seeded, ope
         page.reload()
         assert page.locator("tr[id^=token-]").count() == 1 and page.locator("#new-token-secret").count() == 0
     page.click("details.revoke summary")
+    page.screenshot(path=str(ARTIFACTS / "tokens-revoke-1440x900-light.png"))
     page.click("details.revoke button.danger")
     page.wait_for_selector("tr.revoked")
 
@@ -271,6 +279,8 @@ def test_the_keyboard_reaches_the_first_event_in_three_tabs_and_loads_more_with_
     assert page.evaluate("document.activeElement.closest('li').id") != new_first
     page.keyboard.press("?")
     assert page.is_visible("#shortcuts-help")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "shortcuts-1440x900-light.png"))
     page.keyboard.press("Escape")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.name") == "q"
