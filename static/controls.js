@@ -68,8 +68,6 @@
     });
     badge.textContent = n ? String(n) : "";
     badge.hidden = !n;
-    var label = $(".filters-toggle .filters-label");
-    if (label) label.setAttribute("aria-label", n ? "Filters, " + n + " active" : "Filters");
   }
 
   // --- Copy a token's secret ----------------------------------------------------
