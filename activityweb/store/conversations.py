@@ -135,6 +135,15 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
     come in one more query.
     """
     c = activities.c
+    if query == ConversationQuery():
+        found = _newest_conversation_ids(tenant_id, limit + 1, after)
+        if found is not None:  # the page, from a bounded read of the newest events
+            in_these = sa.and_(c.tenant_id == tenant_id, c.conversation_id.in_(found))
+            query_ids = found
+        else:
+            in_these = query_ids = None
+    else:
+        in_these = query_ids = None
     last_at = sa.func.max(c.occurred_at)
     failures = sa.func.count().filter(c.status == "failed")
     ended = sa.func.count().filter(c.type.in_(ENDING_TYPES))
@@ -144,6 +153,8 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
         .where(c.tenant_id == tenant_id, c.conversation_id.is_not(None))
         .group_by(c.conversation_id)
     )
+    if in_these is not None:
+        select = select.where(in_these)
     if query.q:
         matching = apply_filter(sa.select(c.conversation_id).where(c.tenant_id == tenant_id,
                                                                    c.conversation_id.is_not(None)),
@@ -161,7 +172,7 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
         idle_since = utcnow() - RUNNING_IDLE
         running = sa.and_(ended == 0, last_at >= idle_since)
         select = select.having(running if query.state == "running" else sa.not_(running))
-    if after:
+    if after and query_ids is None:
         moment, last_id = after
         select = select.having(sa.or_(last_at < moment, sa.and_(last_at == moment, c.conversation_id < last_id)))
     rows = db.session.execute(select.order_by(last_at.desc(), c.conversation_id.desc()).limit(limit + 1)).all()
@@ -170,6 +181,41 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
     items = [ConversationSummary(*row[:6], first_prompt=names.get(row[0]), ended=bool(row[6])) for row in shown]
     next_after = (items[-1].last_at, items[-1].id) if len(rows) > limit else None
     return ConversationPage(items, next_after)
+
+
+def _newest_conversation_ids(tenant_id: int, wanted: int, after: tuple[datetime, str] | None) -> list[str] | None:
+    """The next `wanted` conversations in (last_at, id) order after `after`,
+    found among the newest RECENT_CONVERSATION_SCAN events below it (the
+    feed index) instead of summing every conversation; None when that read
+    holds too few of them to be sure (then the caller groups them all).
+
+    Exact: a conversation whose newest event is below the position is first
+    met, scanning newest first, at that event; one with an event above the
+    position was on an earlier page and is left out.
+    """
+    c = activities.c
+    scan = sa.select(c.conversation_id, c.occurred_at).where(c.tenant_id == tenant_id, c.conversation_id.is_not(None))
+    if after:
+        scan = scan.where(c.occurred_at <= after[0])
+    newest = scan.order_by(*FEED_ORDER).limit(RECENT_CONVERSATION_SCAN).subquery()
+    rows = db.session.execute(
+        sa.select(newest.c.conversation_id, sa.func.max(newest.c.occurred_at).label("last_at"))
+        .group_by(newest.c.conversation_id)).all()
+    if after:
+        moment, last_id = after
+        candidates = [conversation_id for conversation_id, _ in rows]
+        shown_before = set()
+        for chunk in range(0, len(candidates), 500):
+            shown_before.update(db.session.execute(
+                sa.select(c.conversation_id).distinct().where(
+                    c.tenant_id == tenant_id, c.conversation_id.in_(candidates[chunk:chunk + 500]),
+                    sa.or_(c.occurred_at > moment, sa.and_(c.occurred_at == moment, c.conversation_id >= last_id)))
+            ).scalars())
+        rows = [row for row in rows if row[0] not in shown_before]
+    rows.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    if len(rows) < wanted:
+        return None  # too few in the read (or the end is near): the caller sums them all
+    return [conversation_id for conversation_id, _ in rows[:wanted]]
 
 
 def conversation_projects(tenant_id: int, limit: int = 200) -> list[str]:
