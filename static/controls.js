@@ -112,18 +112,19 @@
   // The server answers "load more" with HX-Replace-Url (the feed's URL with
   // depth=N): back from an event reloads that URL and the server renders the
   // N pages again, so the browser can put the scroll position back.
-  var loadMoreFrom = null;
+  var loadMore = null;  // {elt: the link, from: the row above it}
   document.addEventListener("htmx:beforeRequest", function (evt) {
-    var more = evt.detail.elt.closest && evt.detail.elt.closest("#load-more");
-    if (more) loadMoreFrom = more.previousElementSibling;
+    var more = evt.detail.elt.closest && evt.detail.elt.closest(".load-more");
+    if (more) loadMore = { elt: evt.detail.elt, from: more.previousElementSibling };
   });
   document.addEventListener("htmx:afterSettle", function (evt) {
-    if (!loadMoreFrom) return;
-    var previous = loadMoreFrom;
-    loadMoreFrom = null;
-    var next = previous.nextElementSibling;
-    while (next && !next.classList.contains("event")) next = next.nextElementSibling;
-    var link = next && next.querySelector(".event-title");
+    // Only the settle of that request (a live message may settle in between).
+    if (!loadMore || !evt.detail.requestConfig || evt.detail.requestConfig.elt !== loadMore.elt) return;
+    var previous = loadMore.from;
+    loadMore = null;
+    var next = previous ? previous.nextElementSibling : null;
+    while (next && !next.classList.contains("event") && !next.classList.contains("conversation-item")) next = next.nextElementSibling;
+    var link = next && next.querySelector(".event-title, .conversation-title");
     if (link) link.focus();
   });
 
