@@ -39,19 +39,45 @@
   }
 
   // --- Filter drawer ------------------------------------------------------------
+  // On a phone the fields start folded (class "open" unfolds them); on a
+  // wide screen they start open, and folding them (class "closed") is remembered.
+  var wide = window.matchMedia("(min-width: 801px)");
+  var FOLD_KEY = "activityweb.filters-folded";
+
+  function filtersOpen(form) {
+    return wide.matches ? !form.classList.contains("closed") : form.classList.contains("open");
+  }
+
+  function showFilters() {
+    var form = $("#filter-form"), button = $(".filters-toggle");
+    if (form && button) button.setAttribute("aria-expanded", filtersOpen(form) ? "true" : "false");
+  }
+
   function toggleFilters(open) {
-    var button = $(".filters-toggle");
-    if (!button) return;
-    var next = typeof open === "boolean" ? open : button.getAttribute("aria-expanded") !== "true";
-    button.setAttribute("aria-expanded", next ? "true" : "false");
     var form = $("#filter-form");
-    if (form) form.classList.toggle("open", next);
+    if (!form) return;
+    var next = typeof open === "boolean" ? open : !filtersOpen(form);
+    if (wide.matches) {
+      form.classList.toggle("closed", !next);
+      try { localStorage.setItem(FOLD_KEY, next ? "" : "1"); } catch (e) { /* not remembered */ }
+    } else {
+      form.classList.toggle("open", next);
+    }
+    showFilters();
     if (next) {
-      var first = form && form.querySelector("fieldset input, fieldset select");
+      var first = form.querySelector("fieldset input, fieldset select");
       if (first) first.focus();
     }
   }
   window.activitywebToggleFilters = toggleFilters;
+
+  function restoreFilters() {
+    var form = $("#filter-form");
+    if (!form) return;
+    try { if (localStorage.getItem(FOLD_KEY)) form.classList.add("closed"); } catch (e) { /* open */ }
+    showFilters();
+  }
+  wide.addEventListener("change", showFilters);
 
   // The count on the drawer's button: how many fields the filter sets (the
   // search box is outside the drawer and not counted).
@@ -167,6 +193,7 @@
 
   function ready() {
     showTheme();
+    restoreFilters();
     countFilters();
   }
   document.addEventListener("DOMContentLoaded", ready);

@@ -317,3 +317,16 @@ def test_a_timeline_at_its_end_follows_new_steps_and_keeps_open_details_open(see
     page.wait_for_selector("#live-announcer:has-text('1 new step')")
     assert page.evaluate("window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 80")
     assert page.locator(f"#{opened_id}").get_attribute("open") is not None
+
+
+def test_on_a_wide_screen_the_filter_fields_fold_and_stay_folded(seeded, open_page):
+    page = open_page()
+    page.goto(seeded.url + "/?priority=high")
+    assert page.is_visible("select[name=priority]") and page.get_attribute(".filters-toggle", "aria-expanded") == "true"
+    page.keyboard.press("f")
+    assert not page.is_visible("select[name=priority]")
+    page.reload()
+    assert not page.is_visible("select[name=priority]") and page.get_attribute(".filters-toggle", "aria-expanded") == "false"
+    assert page.text_content(".filters-toggle .filter-count") == "1"
+    page.click(".filters-toggle")
+    assert page.is_visible("select[name=priority]")
