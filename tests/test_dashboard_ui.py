@@ -166,3 +166,13 @@ def test_the_tokens_page_makes_one_token_however_often_it_is_reloaded(app, clien
     assert all(secret not in cookie.value for cookie in client._cookies.values())
     # Revoking asks first: the button that revokes is inside a confirmation.
     assert re.search(r'<details class="revoke">.*Yes, revoke', first, re.S)
+
+
+def test_reading_a_tool_calls_row_reads_both_its_events(web):
+    web.get("/")  # a first visit: unread counts from here
+    start, done = post(web, *tool_call("toolu_read", NOW - timedelta(minutes=2)))
+    page = web.get("/").get_data(as_text=True)
+    assert re.search(r'data-count="2"', page)  # two events, one row
+    token = csrf_from(page)
+    marked = web.post(f"/activities/{done['id']}/read", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert marked.status_code == 200 and 'data-count="0"' in marked.get_data(as_text=True)

@@ -47,7 +47,7 @@ from .database import applied_migrations, dialect, init_app, release
 from .feed import Page, count_activities, get_activity, list_activities, stream_activities
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
-from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, start_reading, unread_count
+from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading, unread_count
 from .replay import REPLAY_OVERLAP, activities_by_ids, missed_since
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
 from .saved_views import delete_view, hold_secret, save_view, saved_views, saved_views_max, take_secret
@@ -61,7 +61,7 @@ __all__ = [
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
     "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
     "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects", "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
-    "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "missed_since", "occurred_times",
+    "init_app", "last_prune", "list_activities", "mark_all_read", "mark_call_read", "mark_read", "missed_since", "occurred_times",
     "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "start_reading", "release",
     "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max", "take_secret", "stream_activities", "unread_count", "write_activities",
 ]

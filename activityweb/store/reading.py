@@ -121,6 +121,19 @@ def mark_read(reader: Reader, activity_id: str) -> dict | None:
     return activity
 
 
+def mark_call_read(reader: Reader, activity: dict) -> None:
+    """Mark read the other events of a tool call (its start and outcome share
+    one row on the dashboard: reading the row reads the call)."""
+    c = activities.c
+    partners = sa.select(sa.literal(reader.tenant_id), sa.literal(reader.key), c.id).where(
+        c.tenant_id == reader.tenant_id, c.source == activity["source"],
+        c.correlation_id == activity["correlation_id"], c.entity_type == "tool", c.id != activity["id"],
+        reader.unread())
+    db.session.execute(_upsert(read_marks).from_select(["tenant_id", "reader", "activity_id"], partners)
+                       .on_conflict_do_nothing())
+    db.session.commit()
+
+
 def mark_all_read(reader: Reader, flt: ActivityFilter, up_to: str | None = None) -> None:
     """Mark read every event `flt` matches that was received up to the event
     `up_to` (default: the newest now), so what arrives meanwhile stays unread.

@@ -14,7 +14,7 @@ from ..models import utcnow
 from ..serialize import parse_cursor
 from . import bp
 from .present import feed_url
-from .reading import web_reader
+from .reading import read_row, web_reader
 from .saved_views import views_of_reader
 
 PAGE_SIZE = 50
@@ -72,7 +72,7 @@ def export():
 
 @bp.get("/activities/<activity_id>")
 def activity(activity_id: str):
-    found = store.mark_read(web_reader(), activity_id)  # opening an event reads it, as in mail
+    found = read_row(web_reader(), activity_id)  # opening an event reads it (and its call's row), as in mail
     if found is None:
         abort(404, "No such activity in this tenant.")
     names = store.conversation_names(web_principal().tenant_id, [found["conversation_id"]]) if found["conversation_id"] else {}
