@@ -14,6 +14,7 @@ import requests
 
 from activityweb import auth, store
 from activityweb.demo import demo_events
+from activityweb.filters import ActivityFilter
 from activityweb.models import utcnow
 from conftest import event
 
@@ -33,16 +34,11 @@ def seeded(sqlite_local_app, serve):
         # Fewer than the replay limit (sockets.REPLAY_LIMIT): loaded within the replay overlap of the
         # first page, more would (rightly) have it say "many events arrived while this page was away".
         store.bulk_load(tenant.id, demo_events(450, days=3, seed=16, now=utcnow() - timedelta(hours=1)))
-        conversation = store.recent_conversations(tenant.id, store_filter(), limit=1)[0].id
-        some_event = store.list_activities(tenant.id, store_filter(), limit=1).items[0]["id"]
+        conversation = store.recent_conversations(tenant.id, ActivityFilter(), limit=1)[0].id
+        some_event = store.list_activities(tenant.id, ActivityFilter(), limit=1).items[0]["id"]
     server = serve(sqlite_local_app)
     server.conversation, server.some_event = conversation, some_event
     return server
-
-
-def store_filter():
-    from activityweb.filters import ActivityFilter
-    return ActivityFilter()
 
 
 @pytest.fixture
