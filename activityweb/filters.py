@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, ClassVar
 
 from .errors import InvalidQuery
@@ -36,7 +36,7 @@ MAX_SEARCH_CHARS = 200
 PAGE_KEYS = frozenset({"limit", "cursor"})
 
 _WORD = re.compile(r"[^\W_]+")
-_TYPE_FILTER = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$|^\*$")
+_TYPE_FILTER = re.compile(r"^-?([a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?|\*)$")
 Get = Callable[[str], Any]  # an event's field by name
 
 
@@ -137,17 +137,36 @@ class OneOf(Kind):
 
 @dataclass(frozen=True)
 class TypeName(OneOf):
-    """Dotted types; a value ending in `.*` matches the prefix, and `*` alone everything."""
+    """Dotted types; a value ending in `.*` matches the prefix, and `*` alone
+    everything. A value led by `-` excludes (`-claude.tool.started`): the
+    event matches one of the others (if any) and none of the excluded."""
 
     def checked(self, name: str, values: tuple[str, ...]) -> tuple[str, ...] | None:
         for v in values:
             if not _TYPE_FILTER.match(v):
-                raise InvalidQuery(name, f"{v!r} is not a type like `tool.completed` or a prefix like `tool.*`")
-        return None if "*" in values else values
+                raise InvalidQuery(name, f"{v!r} is not a type like `tool.completed`, a prefix like `tool.*`, "
+                                         "or one of those led by `-` to exclude it")
+        if "*" in values:  # everything, less what is excluded
+            values = tuple(v for v in values if v.startswith("-"))
+        return values or None
 
     def matches(self, values, get: Get) -> bool:
         kind = get(self.column)
-        return any(kind.startswith(v[:-1]) if v.endswith(".*") else kind == v for v in values)
+        included, excluded = split_types(values)
+        return ((not included or any(type_matches(kind, v) for v in included))
+                and not any(type_matches(kind, v) for v in excluded))
+
+    def schema(self) -> dict:
+        return {"type": "string", "pattern": _TYPE_FILTER.pattern}
+
+
+def split_types(values: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """A type filter's values: those it includes, and those (led by `-`) it excludes, without the `-`."""
+    return [v for v in values if not v.startswith("-")], [v[1:] for v in values if v.startswith("-")]
+
+
+def type_matches(kind: str, pattern: str) -> bool:
+    return kind.startswith(pattern[:-1]) if pattern.endswith(".*") else kind == pattern
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,42 @@ class Search(Kind):
     def matches(self, value: str, get: Get) -> bool:
         words = search_terms(" ".join(get(column) or "" for column in self.columns))
         return all(any(w.startswith(t) for w in words) for t in search_terms(value))
+
+
+# Quick time ranges: how far back from now, by name.
+RANGES = {"15m": 15 * 60, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
+@dataclass(frozen=True)
+class Within(Kind):
+    """The event's time `column` is within this long before now (`range=1h`).
+    Relative: a saved or shared link means "the last hour" whenever it is opened,
+    and the live feed goes on matching new events."""
+
+    empty: ClassVar[Any] = None
+    repeatable: ClassVar[bool] = False
+    column: str
+
+    def parse(self, name: str, raw: list[str]) -> str | None:
+        if not raw:
+            return None
+        if raw[0] not in RANGES:
+            raise InvalidQuery(name, f"{raw[0]!r} is not one of {', '.join(RANGES)}")
+        return raw[0]
+
+    def to_args(self, value: str) -> list[str]:
+        return [value]
+
+    @staticmethod
+    def start(value: str, now: datetime | None = None) -> datetime:
+        """The earliest time the range takes, now."""
+        return (now or datetime.now(timezone.utc)) - timedelta(seconds=RANGES[value])
+
+    def matches(self, value: str, get: Get) -> bool:
+        return get(self.column) >= self.start(value)
+
+    def schema(self) -> dict:
+        return {"type": "string", "enum": list(RANGES)}
 
 
 class ReadState(Kind):
@@ -256,6 +311,8 @@ SOURCES = ("api", "claude_code", "github", "hubspot", "salesforce", "webhook", "
 KNOWN_TYPES = ("claude.*", "claude.tool.*", "claude.prompt.submitted", "claude.session.*", "project.*",
                "deployment.*", "github.*", "lead.*", "deal.won", "system.*")
 READ_STATES = (("false", "unread"), ("true", "read"))
+RANGE_LABELS = (("15m", "last 15 min"), ("1h", "last hour"), ("24h", "last 24 h"), ("7d", "last 7 days"),
+                ("30d", "last 30 days"))
 
 
 # ------------------------------------------------------------------ the table
@@ -284,7 +341,8 @@ class ActivityFilter:
     """What a reader asked to see. Hashable, so live fan-out can group sockets by it."""
 
     type: tuple[str, ...] = declare(TypeName("type", comma=True), "Event type; repeat for several; `tool.*` "
-                                    "matches a prefix.", text("Type", "claude.tool.*, deployment.failed", KNOWN_TYPES))
+                                    "matches a prefix; a leading `-` excludes (`-claude.tool.started`).",
+                                    text("Type", "e.g. claude.tool.*, -claude.tool.started", KNOWN_TYPES))
     source: tuple[str, ...] = declare(OneOf("source", comma=True), "Producer family (api, claude_code, github, ...).",
                                       menu("Source", SOURCES))
     priority: tuple[str, ...] = declare(OneOf("priority", comma=True, choices=PRIORITIES),
@@ -292,12 +350,15 @@ class ActivityFilter:
     read: bool | None = declare(ReadState(), "`false`: only events the caller (this token) has not read; `true`: "
                                 "only those it has.", menu("Read", READ_STATES))
     status: tuple[str, ...] = declare(OneOf("status", comma=True), "Outcome, e.g. success, failed.",
-                                      text("Status", "failed", ("success", "failed", "started")))
-    actor: tuple[str, ...] = declare(OneOf("actor_id"), "actor_id.", text("Actor", "actor id"))
-    project: tuple[str, ...] = declare(OneOf("project"), "Project.", text("Project"))
-    environment: tuple[str, ...] = declare(OneOf("environment"), "Environment.", text("Environment", "production"))
+                                      text("Status", "e.g. failed", ("success", "failed", "started")))
+    actor: tuple[str, ...] = declare(OneOf("actor_id"), "actor_id.", text("Actor", "e.g. an actor id"))
+    project: tuple[str, ...] = declare(OneOf("project"), "Project.", text("Project", "e.g. billing"))
+    environment: tuple[str, ...] = declare(OneOf("environment"), "Environment.", text("Environment", "e.g. production"))
     tag: tuple[str, ...] = declare(AnyTag("tags", comma=True), "Events carrying this tag; repeat for any of several.",
-                                   text("Tag"))
+                                   text("Tag", "e.g. deploy"))
+    range: str | None = declare(Within("occurred_at"), "occurred_at within this long before now: "
+                                + ", ".join(RANGES) + ". Stays relative: the same link shows the latest hour whenever "
+                                "it is read.", menu("Time range", tuple((k, label) for k, label in RANGE_LABELS)))
     since: datetime | None = declare(Moment("occurred_at", after=True), "occurred_at at or after this RFC 3339 time.",
                                      when("From"))
     until: datetime | None = declare(Moment("occurred_at", after=False), "occurred_at before this RFC 3339 time.",
@@ -309,7 +370,7 @@ class ActivityFilter:
     correlation_id: tuple[str, ...] = declare(OneOf("correlation_id"), "Correlation id.")
     q: str = declare(Search(("title", "summary", "actor_name", "entity_name")), "Full-text search over title, "
                      "summary, actor and entity names; each word matches as a prefix.",
-                     search_box("Search titles, people, things…"))
+                     search_box("Search, e.g. deploy billing"))
 
     def is_empty(self) -> bool:
         return self == ActivityFilter()

@@ -390,3 +390,33 @@ class ActivityRollup(db.Model):
         sa.Column("duration_max", sa.BigInteger),
         *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in DURATION_COLUMNS),
     )
+class SavedView(db.Model):
+    """A named filter of one reader's (the same reader keys as `ReadCursor`),
+    shown in the feed's sidebar. `query` is the filter's query string, as
+    `ActivityFilter.to_args` prints it: a view reopens as the same URL."""
+
+    __tablename__ = "saved_views"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    reader: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    query: Mapped[str] = mapped_column(sa.String(4000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "reader", "name", name="uq_saved_views_reader_name"),)
+
+
+class TokenReveal(db.Model):
+    """A new API token's secret, kept for the one page that shows it after
+    the create's redirect (post/redirect/get), then deleted. Keyed by the
+    SHA-256 of a random key that only the creator's session holds, and
+    expiring within minutes; the session cookie never holds the secret."""
+
+    __tablename__ = "token_reveals"
+
+    key_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    token_id: Mapped[int] = mapped_column(sa.ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    secret: Mapped[str] = mapped_column(sa.String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

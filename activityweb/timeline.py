@@ -17,7 +17,7 @@ reads them by `sequence`, then time): no database, no HTML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 # Statuses that do not finish a started step.
 NOT_AN_OUTCOME = (None, "started", "waiting")
@@ -26,6 +26,9 @@ SPAWNING_TOOLS = ("Task", "Agent")
 # What a step is, from its opening event: (entity_type, kind); types override.
 KINDS_BY_ENTITY = {"prompt": "prompt", "tool": "tool", "subagent": "subagent", "session": "session"}
 KINDS_BY_TYPE = {"claude.stop": "reply", "claude.stop.failed": "reply"}
+# A conversation ends with one of these; one idle this long counts as ended too.
+ENDING_TYPES = ("claude.session.ended",)
+RUNNING_IDLE = timedelta(minutes=30)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ConversationSummary:
     failures: int
     project: str | None
     first_prompt: str | None
+    ended: bool = False  # an ending event (ENDING_TYPES) arrived
 
     @classmethod
     def of(cls, conversation_id: str, events: list[dict]) -> "ConversationSummary":
@@ -53,7 +57,14 @@ class ConversationSummary:
             failures=sum(e.get("status") == "failed" for e in events),
             project=max((e["project"] for e in events if e.get("project")), default=None),
             first_prompt=(prompt.get("summary") or prompt["title"]) if prompt else None,
+            ended=any(e["type"] in ENDING_TYPES for e in events),
         )
+
+    @property
+    def state(self) -> str:
+        """"running" until it ends or has been idle RUNNING_IDLE, then "ended"."""
+        idle = datetime.now(timezone.utc) - self.last_at > RUNNING_IDLE
+        return "ended" if self.ended or idle else "running"
 
     @property
     def span_ms(self) -> int:

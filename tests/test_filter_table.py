@@ -20,7 +20,8 @@ from activityweb.store.filtering import CLAUSES
 from conftest import event
 from test_indexes import FILTERS as INDEXED_QUERIES
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+# Relative to now, so quick ranges (range=24h) narrow the corpus too.
+T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=5)
 
 
 def sample(declared) -> object:
@@ -36,6 +37,8 @@ def sample(declared) -> object:
         return "deploy fail"
     if isinstance(kind, filters.ReadState):
         return False
+    if isinstance(kind, filters.Within):
+        return "7d"
     raise AssertionError(f"{declared.name}: a kind this test has no sample for ({type(kind).__name__})")
 
 
@@ -162,13 +165,16 @@ def candidates(declared, stored: list[dict]) -> list:
         return ["deploy", "dep fail", "lovelace", "npm test", "app py", "nothing"]
     if isinstance(kind, filters.ReadState):
         return [False, True]
+    if isinstance(kind, filters.Within):
+        return list(filters.RANGES)
     if isinstance(kind, filters.AnyTag):
         seen = sorted({t for e in stored for t in e[kind.column]})
     else:
         seen = sorted({e[kind.column] for e in stored if e[kind.column] is not None})
     values = [(v,) for v in seen] + [tuple(seen[:2]), ("nope",)]
     if isinstance(kind, filters.TypeName):
-        values += [("deploy.*",), ("claude.*",), ("claude.tool.*",), ("deploy.*", "lead.replied")]
+        values += [("deploy.*",), ("claude.*",), ("claude.tool.*",), ("deploy.*", "lead.replied"),
+                   ("-claude.tool.*",), ("-deploy.failed", "-lead.replied"), ("claude.*", "-claude.tool.completed")]
     return values
 
 

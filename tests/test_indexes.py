@@ -17,7 +17,7 @@ from conftest import event
 FILTERS = ["", "type=deploy.succeeded", "type=claude.tool.*", "source=github", "actor=u-1", "entity_type=project",
            "entity_id=p-1", "entity_type=project&entity_id=p-1", "status=failed", "priority=high", "tag=deploy",
            "project=billing", "environment=production", "conversation_id=c-1", "session_id=s-1",
-           "correlation_id=r-1", "since=2026-11-01&until=2026-11-02", "q=deploy", "q=npm+test"]
+           "correlation_id=r-1", "since=2026-11-01&until=2026-11-02", "range=24h", "type=-claude.tool.started", "q=deploy", "q=npm+test"]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

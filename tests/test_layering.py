@@ -87,7 +87,8 @@ def test_no_template_runs_a_query(app, client, make_user, make_token):
                            ).status_code == 200
         assert client.post("/read-all", headers={"HX-Request": "true", "X-CSRFToken": csrf}).status_code == 200
         assert client.post("/settings/tokens", data={"name": "t", "scopes": ["read"], "csrf_token": csrf}
-                           ).status_code == 201
+                           ).status_code == 303
+        assert 'id="new-token-secret"' in client.get("/settings/tokens").get_data(as_text=True)
     assert seen == []
 
 

@@ -136,11 +136,12 @@ def test_each_user_reads_for_themselves(app, client, make_user, make_token):
     make_user("ada@example.com", "acme")
     make_user("bea@example.com", "acme")
     make_user("ada@example.com", "globex")
-    ids = post(client, make_token("acme", "ingest"), event(title="a1"), event(title="a2"))
-    post(client, make_token("globex", "ingest"), event(title="g1"))
     bea = app.test_client()
     sign_in(client, "ada@example.com")  # acme, her first tenant
     sign_in(bea, "bea@example.com")
+    client.get("/"), bea.get("/")  # their first visits: unread counts from here
+    ids = post(client, make_token("acme", "ingest"), event(title="a1"), event(title="a2"))
+    post(client, make_token("globex", "ingest"), event(title="g1"))
     page = client.get("/").get_data(as_text=True)
     assert sorted(unread_on_page(page)) == sorted(ids) and header_count(page) == 2
     token = csrf_from(page)
@@ -150,17 +151,20 @@ def test_each_user_reads_for_themselves(app, client, make_user, make_token):
     assert 'id="unread-count"' in html and 'hx-swap-oob="true"' in html and header_count(html) == 1
     assert unread_on_page(client.get("/").get_data(as_text=True)) == [ids[1]]
     assert sorted(unread_on_page(bea.get("/").get_data(as_text=True))) == sorted(ids)  # Bea's are her own
-    # Ada in globex starts from her own state there.
+    # Ada in globex starts from her own state there: her first visit, so g1 is not news to her.
     globex = [t for t in re.findall(r'<option value="(\d+)" ?>globex', page)][0]
     client.post("/tenant", data={"tenant_id": globex, "csrf_token": token})
+    assert header_count(client.get("/").get_data(as_text=True)) == 0
+    post(client, make_token("globex", "ingest"), event(title="g2"))
     assert header_count(client.get("/").get_data(as_text=True)) == 1
     assert client.post(f"/activities/{ids[1]}/read", headers={"X-CSRFToken": token}).status_code == 404
 
 
 def test_opening_an_event_changes_nothing_until_its_page_posts(app, client, make_user, make_token):
     make_user()
-    [one] = post(client, make_token("acme", "ingest"), event(title="open me"))
     sign_in(client, "ada@example.com")
+    client.get("/")
+    [one] = post(client, make_token("acme", "ingest"), event(title="open me"))
     assert unread_on_page(client.get("/").get_data(as_text=True)) == [one]
     page = client.get(f"/activities/{one}").get_data(as_text=True)
     assert unread_on_page(client.get("/").get_data(as_text=True)) == [one], "a GET marked the event read"
@@ -176,8 +180,9 @@ def test_opening_an_event_changes_nothing_until_its_page_posts(app, client, make
 def test_mark_all_read_marks_what_the_filter_shows(app, client, make_user, make_token):
     make_user()
     ingest = make_token("acme", "ingest")
-    failed, _ = post(client, ingest, event(title="bad", status="failed"), event(title="fine", status="success"))
     sign_in(client, "ada@example.com")
+    client.get("/")
+    failed, _ = post(client, ingest, event(title="bad", status="failed"), event(title="fine", status="success"))
     token = csrf_from(client.get("/").get_data(as_text=True))
     assert client.post("/read-all?status=failed").status_code == 400  # CSRF
     answer = client.post("/read-all?status=failed", data={"csrf_token": token, "up_to": failed},
@@ -198,9 +203,23 @@ def titles_unread_on_feed(client):
 
 def test_local_mode_has_one_reader_for_the_page_and_the_api(local_app):
     web = local_app.test_client()
+    web.get("/")
     [one] = post(web, {}, event(title="local"))
     assert header_count(web.get("/").get_data(as_text=True)) == 1
     assert web.patch(f"{A}/{one}/read").get_json()["unread_count"] == 0  # no token: the local reader
     html = web.get("/").get_data(as_text=True)
     assert header_count(html) == 0 and unread_on_page(html) == []
     assert 'name="read"' in html  # the filter form offers it
+
+
+def test_a_new_person_starts_with_nothing_unread(app, client, make_user, make_token):
+    """Unread means new since they came: a backlog is not 999+ on a first visit."""
+    ingest = make_token("acme", "ingest")
+    post(client, ingest, *[event(title=f"old {i}") for i in range(5)])
+    make_user()
+    sign_in(client, "ada@example.com")
+    page = client.get("/").get_data(as_text=True)
+    assert header_count(page) == 0 and unread_on_page(page) == []
+    [new] = post(client, ingest, event(title="new"))
+    page = client.get("/").get_data(as_text=True)
+    assert header_count(page) == 1 and unread_on_page(page) == [new]

@@ -74,7 +74,7 @@ def test_csrf_is_required_on_every_form(client, make_user):
     # htmx sends it as a header
     token = csrf_from(client.get("/").get_data(as_text=True))
     created = client.post("/settings/tokens", data={"name": "x", "scopes": "read"}, headers={"X-CSRFToken": token})
-    assert created.status_code == 201
+    assert created.status_code == 303
 
 
 def test_tokens_page_for_admins_only(client, make_user, app):
@@ -89,9 +89,12 @@ def test_tokens_page_creates_shows_once_and_revokes(client, make_user):
     sign_in(client, "admin@example.com")
     token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
     created = client.post("/settings/tokens", data={"name": "ci", "scopes": ["ingest", "read"], "csrf_token": token})
-    html = created.get_data(as_text=True)
-    assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
+    assert created.status_code == 303  # post/redirect/get: a reload cannot make a second token
+    shown = client.get(created.headers["Location"])
+    html = shown.get_data(as_text=True)
+    assert shown.headers["Cache-Control"] == "no-store"
     secret = html.split('id="new-token-secret">')[1].split("<")[0]
+    assert secret not in client.get("/", headers={}).headers.get("Set-Cookie", "")
     assert secret.startswith("aw_")
     listing = client.get("/settings/tokens").get_data(as_text=True)
     assert secret not in listing and secret[:9] in listing and "ingest, read" in listing

@@ -18,6 +18,7 @@ the names below.
 - `rollups`: the hourly counts ingest keeps and stats read
 - `retention`: expiry and pruning
 - `accounts`: tenants, API tokens, users and memberships, integration secrets
+- `saved_views`: a reader's named filters; a new token's secret, held for one showing
 """
 from . import accounts
 from .accounts import (
@@ -33,8 +34,13 @@ from .accounts import (
 from .bulk import bulk_load
 from .conversations import (
     CONVERSATION_MAX_EVENTS,
+    ConversationPage,
+    ConversationQuery,
     conversation,
+    conversation_names,
+    conversation_projects,
     conversation_timeline,
+    list_conversations,
     occurred_times,
     recent_conversations,
 )
@@ -42,10 +48,11 @@ from .database import applied_migrations, dialect, init_app, release
 from .feed import Page, count_activities, get_activity, list_activities, stream_activities
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
-from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, unread_count
+from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, start_reading, unread_count
 from . import replay
 from .rollups import rebuild as rebuild_rollups
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
+from .saved_views import delete_view, hold_secret, save_view, saved_views, saved_views_max, take_secret
 from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
@@ -55,9 +62,11 @@ __all__ = [
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
     "activities", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
-    "bulk_load", "conversation", "conversation_timeline", "count_activities", "dialect", "get_activity",
+    "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects",
+    "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "occurred_times",
     "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "recent_conversations", "release",
-    "replay",
-    "retention_periods", "set_retention", "stream_activities", "unread_count", "write_activities",
+    "replay", "start_reading",
+    "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max",
+    "take_secret", "stream_activities", "unread_count", "write_activities",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ..filters import ActivityFilter, AnyTag, Moment, OneOf, ReadState, Search, TypeName, search_terms
+from ..filters import ActivityFilter, AnyTag, Moment, OneOf, ReadState, Search, TypeName, Within, search_terms, split_types
 from .database import dialect
 from .tables import activities
 
@@ -29,9 +29,15 @@ def _one_of(kind: OneOf, values: tuple[str, ...], _reader):
 
 def _type_name(kind: TypeName, values: tuple[str, ...], _reader):
     column = activities.c[kind.column]
-    exact = [t for t in values if not t.endswith(".*")]
+    included, excluded = split_types(values)
+    clause = _types(column, included) if included else sa.true()
+    return sa.and_(clause, sa.not_(_types(column, excluded))) if excluded else clause
+
+
+def _types(column, patterns: list[str]):
+    exact = [t for t in patterns if not t.endswith(".*")]
     clauses = [column.in_(exact)] if exact else []
-    for prefix in (t[:-1] for t in values if t.endswith(".*")):
+    for prefix in (t[:-1] for t in patterns if t.endswith(".*")):
         # 'tool.' <= type < 'tool/' ('/' follows '.'): a btree range, unlike LIKE.
         clauses.append(sa.and_(column >= prefix, column < prefix[:-1] + "/"))
     return sa.or_(*clauses)
@@ -49,6 +55,11 @@ def _any_tag(kind: AnyTag, tags: tuple[str, ...], _reader):
 def _moment(kind: Moment, moment, _reader):
     column = activities.c[kind.column]
     return column >= moment if kind.after else column < moment
+
+
+def _within(kind: Within, value: str, _reader):
+    # Now, at the query: the range stays relative however old the link is.
+    return activities.c[kind.column] >= kind.start(value)
 
 
 def _search(kind: Search, text: str, _reader):
@@ -79,4 +90,4 @@ def _read_state(_kind: ReadState, read: bool, reader):
 
 # The clause of each kind of field, by the kind's class.
 CLAUSES = {OneOf: _one_of, TypeName: _type_name, AnyTag: _any_tag, Moment: _moment, Search: _search,
-           ReadState: _read_state}
+           ReadState: _read_state, Within: _within}

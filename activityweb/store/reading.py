@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..filters import ActivityFilter
+from ..ids import uuid7_floor
 from ..models import utcnow
 from .database import dialect
 from .feed import get_activity
@@ -85,6 +86,19 @@ def reader_of(principal) -> Reader:
     return Reader(principal.tenant_id, key)
 
 
+def start_reading(reader: Reader) -> None:
+    """A reader with no cursor yet (a person's first visit) starts having
+    read everything received so far: unread means new since they came, not
+    the whole backlog. Does nothing once the reader has a cursor."""
+    if reader.read_up_to is not None:
+        return
+    insert = _upsert(read_cursors).values(tenant_id=reader.tenant_id, reader=reader.key,
+                                          read_up_to=uuid7_floor(utcnow()), updated_at=utcnow())
+    db.session.execute(insert.on_conflict_do_nothing(index_elements=["tenant_id", "reader"]))
+    db.session.commit()
+    reader.cursor_moved()
+
+
 def unread_count(reader: Reader) -> int:
     """How many events the reader has not read, up to UNREAD_COUNT_CAP + 1."""
     unread = sa.select(activities.c.id).where(activities.c.tenant_id == reader.tenant_id, reader.unread())
@@ -105,6 +119,19 @@ def mark_read(reader: Reader, activity_id: str) -> dict | None:
             tenant_id=reader.tenant_id, reader=reader.key, activity_id=activity_id).on_conflict_do_nothing())
         db.session.commit()
     return activity
+
+
+def mark_call_read(reader: Reader, activity: dict) -> None:
+    """Mark read the other events of a tool call (its start and outcome share
+    one row on the dashboard: reading the row reads the call)."""
+    c = activities.c
+    partners = sa.select(sa.literal(reader.tenant_id), sa.literal(reader.key), c.id).where(
+        c.tenant_id == reader.tenant_id, c.source == activity["source"],
+        c.correlation_id == activity["correlation_id"], c.entity_type == "tool", c.id != activity["id"],
+        reader.unread())
+    db.session.execute(_upsert(read_marks).from_select(["tenant_id", "reader", "activity_id"], partners)
+                       .on_conflict_do_nothing())
+    db.session.commit()
 
 
 def mark_all_read(reader: Reader, flt: ActivityFilter, up_to: str | None = None) -> None:

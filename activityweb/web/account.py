@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, session, url_for
 
 from .. import auth, store
 from ..extensions import limiter
@@ -59,10 +59,28 @@ def switch_tenant():
 
 @bp.get("/settings/tokens")
 def tokens():
+    """The tenant's tokens, and once after creating one its secret.
+
+    Post/redirect/get: the create redirects here, so a reload never makes a
+    second token. The secret waits server-side (`store.hold_secret`) under a
+    random key that only this session holds, and is deleted as this page
+    reads it; the session cookie, which the browser keeps and anyone with
+    the cookie can read, never carries the secret itself.
+    """
     principal = auth.web_principal()
     auth.require_admin(principal)
-    return render_template("settings/tokens.html", tokens=store.list_tokens(principal.tenant_id),
-                           new_secret=None, scopes=auth.SCOPES)
+    new_secret = new_token_id = None
+    key = session.pop("token_reveal", None)
+    if key:
+        taken = store.take_secret(principal.tenant_id, key)
+        if taken:
+            new_token_id, new_secret = taken
+    listed = store.list_tokens(principal.tenant_id)
+    response = make_response(render_template(
+        "settings/tokens.html", tokens=listed, new_secret=new_secret,
+        new_token=next((t for t in listed if t.id == new_token_id), None), scopes=auth.SCOPES))
+    response.headers["Cache-Control"] = "no-store"  # the secret must not stay in a cache or in back/forward
+    return response
 
 
 @bp.post("/settings/tokens")
@@ -74,11 +92,9 @@ def create_token():
         token, secret = auth.create_token(store.tenant_by_id(principal.tenant_id), name, request.form.getlist("scopes"))
     except ValueError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("account.tokens"))
-    # Shown once, in this response only; the database keeps the hash.
-    response = render_template("settings/tokens.html", tokens=store.list_tokens(principal.tenant_id),
-                               new_secret=secret, new_token=token, scopes=auth.SCOPES)
-    return response, 201, {"Cache-Control": "no-store"}
+        return redirect(url_for("account.tokens"), 303)
+    session["token_reveal"] = store.hold_secret(principal.tenant_id, token.id, secret)
+    return redirect(url_for("account.tokens"), 303)
 
 
 @bp.post("/settings/tokens/<int:token_id>/revoke")

@@ -5,16 +5,19 @@ database.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from flask import url_for
 
-from ..filters import FIELDS, ActivityFilter
+from ..filters import FIELDS, RANGE_LABELS, ActivityFilter
 from ..serialize import iso, next_cursor
 from ..store import UNREAD_COUNT_CAP
+from ..timeline import NOT_AN_OUTCOME
 
 # First match wins: (type prefix, family, icon). The family names a CSS class
 # (colour) and a group people recognise at a glance. Icons are plain symbols
@@ -52,6 +55,87 @@ def family_of(activity: dict) -> tuple[str, str]:
 
 def is_important(activity: dict) -> bool:
     return activity["priority"] in ("high", "critical") or activity.get("status") == "failed"
+
+
+# ------------------------------------------------------------ one row per call
+# A tool call is two events, its start and its outcome (same correlation id);
+# the feed shows it as one row whose element id is the call's, so the outcome
+# (in the page, in "load more" or live) takes the start's row: "running"
+# while only the start exists, then its outcome and duration. The API keeps
+# both events; only the dashboard folds them.
+
+
+def call_key(activity: dict) -> str | None:
+    """The row id a tool call's start and outcome share, or None for any other event."""
+    if activity.get("entity_type") != "tool" or not activity.get("correlation_id"):
+        return None
+    if activity.get("status") in NOT_AN_OUTCOME and activity.get("status") != "started":
+        return None  # a permission asked mid-call is a row of its own
+    digest = hashlib.sha1(f"{activity['source']}\x00{activity['correlation_id']}".encode()).hexdigest()[:16]
+    return f"call-{digest}"
+
+
+def row_id(activity: dict) -> str:
+    return call_key(activity) or f"activity-{activity['id']}"
+
+
+def is_running(activity: dict) -> bool:
+    return call_key(activity) is not None and activity.get("status") == "started"
+
+
+@dataclass
+class Row:
+    """One feed row: the event it shows, and the day header above it, if a new day starts."""
+
+    a: dict
+    day: str | None = None
+
+
+def feed_rows(items: list[dict], previous: datetime | None = None, now: datetime | None = None) -> list[Row]:
+    """A page of events (newest first) as rows: a call's outcome shown in its
+    start's place when both are on the page, and a day header where the day
+    changes (`previous`: the time of the row above the page, for "load more")."""
+    started_here = {key for a in items if (key := call_key(a)) and a.get("status") == "started"}
+    outcomes: dict[str, dict] = {}
+    for a in items:
+        key = call_key(a)
+        if key and a.get("status") != "started":
+            outcomes.setdefault(key, a)  # the newest outcome
+    rows, shown = [], set()
+    last_day = previous.date() if previous else None
+    for a in items:
+        key = call_key(a)
+        if key:
+            if key in shown or (a.get("status") != "started" and key in started_here):
+                continue  # folded into the start's row
+            shown.add(key)
+            shown_as = outcomes.get(key, a)
+        else:
+            shown_as = a
+        day = a["occurred_at"].date()
+        rows.append(Row(shown_as, day_label(day, now) if day != last_day else None))
+        last_day = day
+    return rows
+
+
+def day_label(day: date, now: datetime | None = None) -> str:
+    today = (now or datetime.now(timezone.utc)).date()
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    return day.strftime("%A %-d %B") + ("" if day.year == today.year else f" {day.year}")
+
+
+def session_label(activity: dict, names: dict[str, str] | None = None) -> str:
+    """What a person calls an event's session: its first prompt, else its project, never its id."""
+    conversation_id = activity.get("conversation_id")
+    name = (names or {}).get(conversation_id)
+    if name:
+        return name if len(name) <= 60 else name[:59].rstrip() + "…"
+    if activity.get("project"):
+        return f"session in {activity['project']}"
+    return f"session {conversation_id[:8]}" if conversation_id else "session"
 
 
 # The one rule for "5 min ago". The server renders it (`relative_time`); the
@@ -110,6 +194,37 @@ def unread_label(count: int) -> str:
     return f"{UNREAD_COUNT_CAP}+" if count > UNREAD_COUNT_CAP else str(count)
 
 
+# The most of a step's input or output the timeline shows inline.
+STEP_DETAIL_CHARS = 4000
+# What a hook payload says about itself rather than the step.
+_HOOK_KEYS = ("hook_event_name", "transcript_path", "cwd", "permission_mode", "tool_use_id", "tool_name")
+
+
+def capped_json(value, limit: int = STEP_DETAIL_CHARS) -> str:
+    """Pretty JSON (or the text itself), cut at `limit` characters and saying so."""
+    text = value if isinstance(value, str) else pretty_json(value)
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
+
+
+def step_input(event: dict) -> str | None:
+    """What a step was given: a tool's input, else its data less the hook's own fields."""
+    data = event.get("data") or {}
+    if "tool_input" in data:
+        return capped_json(data["tool_input"])
+    rest = {k: v for k, v in data.items() if k not in _HOOK_KEYS and k not in ("prompt", "last_assistant_message")}
+    return capped_json(rest) if rest else None
+
+
+def step_output(result: dict) -> str | None:
+    """What a step gave back: a tool's response or error, else the result's data less the hook's fields."""
+    data = result.get("data") or {}
+    for key in ("tool_response", "error"):
+        if key in data:
+            return capped_json(data[key])
+    rest = {k: v for k, v in data.items() if k not in _HOOK_KEYS}
+    return capped_json(rest) if rest else None
+
+
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -159,7 +274,10 @@ def register(app) -> None:
         pretty_json=pretty_json, iso=iso, unread_label=unread_label,
     )
     app.jinja_env.globals.update(family_of=family_of, is_important=is_important, feed_url=feed_url,
+                                  row_id=row_id, is_running=is_running, feed_rows=feed_rows,
+                                  step_input=step_input, step_output=step_output,
+                                  session_label=session_label, day_label=day_label,
                                   filter_url=filter_url, feed_socket_url=feed_socket_url, socket_path=socket_path,
                                   next_cursor=next_cursor,
                                   filter_fields=FIELDS, relative_time_rule=RELATIVE_TIME,
-                                  unread_cap=UNREAD_COUNT_CAP)
+                                  unread_cap=UNREAD_COUNT_CAP, range_labels=RANGE_LABELS)

@@ -11,7 +11,7 @@ from ..auth import web_principal
 from ..filters import parse_filter
 from ..schemas import parse_up_to
 from . import bp
-from .present import feed_url
+from .present import call_key, feed_url
 
 
 def web_reader() -> store.Reader:
@@ -19,13 +19,22 @@ def web_reader() -> store.Reader:
     header's unread count share one read of its "read up to" cursor."""
     if "web_reader" not in g:
         g.web_reader = store.reader_of(web_principal())
+        store.start_reading(g.web_reader)  # a first visit: what came before it is not "unread"
     return g.web_reader
+
+
+def read_row(reader: store.Reader, activity_id: str) -> dict | None:
+    """Mark an event read, and with a tool call's row, the call's other event too."""
+    activity = store.mark_read(reader, activity_id)
+    if activity is not None and call_key(activity):
+        store.mark_call_read(reader, activity)
+    return activity
 
 
 @bp.post("/activities/<activity_id>/read")
 def mark_read(activity_id: str):
     reader = web_reader()
-    activity = store.mark_read(reader, activity_id)
+    activity = read_row(reader, activity_id)
     if activity is None:
         abort(404, "No such activity in this tenant.")
     return render_template("reading/_marked.html", a=activity, unread=False, unread_count=store.unread_count(reader))

@@ -12,6 +12,8 @@ from collections import OrderedDict
 from flask import render_template
 from markupsafe import Markup
 
+from .present import call_key
+
 _CACHE_SIZE = 4096
 _cache: "OrderedDict[str, Markup]" = OrderedDict()
 _lock = threading.Lock()
@@ -34,6 +36,10 @@ def event_html(activity: dict) -> Markup:
 
 
 def live_message(events: list[dict]) -> str:
-    """One WebSocket message for a batch: newest first, prepended to the feed."""
-    items = [event_html(a) for a in sorted(events, key=lambda a: a["id"], reverse=True)]
+    """One WebSocket message for a batch: newest first, prepended to the feed.
+    A tool call's start and outcome share a row (`present.call_key`); when a
+    batch has both, only the outcome is sent, so the row ends done."""
+    outcomes = {key for a in events if (key := call_key(a)) and a.get("status") != "started"}
+    shown = [a for a in events if not (a.get("status") == "started" and call_key(a) in outcomes)]
+    items = [event_html(a) for a in sorted(shown, key=lambda a: a["id"], reverse=True)]
     return render_template("feed/_live.html", items=items)

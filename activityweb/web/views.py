@@ -13,9 +13,14 @@ from ..ids import uuid7_floor
 from ..models import utcnow
 from ..serialize import parse_cursor
 from . import bp
+from .present import feed_url
 from .reading import web_reader
+from .saved_views import views_of_reader
 
 PAGE_SIZE = 50
+# "Load more" records how many pages the feed shows (depth=N in the URL); a
+# reload or a back from an event renders that many again, up to this.
+MAX_DEPTH = 20
 
 
 def render_page_or_partial(page_template: str, partial: str, status: int = 200, **context):
@@ -35,18 +40,31 @@ def feed():
     except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, live_since=None, page_since=None, pruned=None)
+                                      page=None, error=exc, live_since=None, page_since=None, pruned=None, depth=1,
+                                      saved=[])
+    depth = min(max(request.args.get("depth", 1, type=int) or 1, 1), MAX_DEPTH)
     reader = web_reader()
     # Before the page's read: its socket resumes from there (an event committed
     # in between comes again, and the page swaps it in place by id).
     live_since = live.position_now()
-    page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after, reader=reader)
+    # The first page comes back `depth` pages deep; a later page is one page.
+    limit = PAGE_SIZE if after else PAGE_SIZE * depth
+    page = store.list_activities(principal.tenant_id, flt, limit=limit, after=after, reader=reader)
     # Retention: the first page says when older events were deleted, and up to when.
     pruned = None if after else store.last_prune(principal.tenant_id)
-    context = dict(flt=flt, page=page, unread_ids=reader.unread_among([a["id"] for a in page.items]), error=None,
-                   live_since=live_since, page_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
+    ids = [a["id"] for a in page.items]
+    context = dict(flt=flt, page=page, unread_ids=reader.unread_among(ids), error=None,
+                   live_since=live_since, page_since=uuid7_floor(utcnow()), after=after, pruned=pruned, depth=depth,
+                   session_names=store.conversation_names(principal.tenant_id,
+                                                          {a["conversation_id"] for a in page.items}))
     partial = "feed/_page.html" if after else "feed/_results.html"
-    return render_page_or_partial("feed/index.html", partial, **context)
+    if not request.headers.get("HX-Request"):
+        context["saved"] = views_of_reader()  # the sidebar, on the page only
+    response = render_page_or_partial("feed/index.html", partial, **context)
+    if after and request.headers.get("HX-Request"):
+        # The address bar keeps the depth (not the cursor): back from an event shows every page loaded.
+        response.headers["HX-Replace-Url"] = feed_url(flt, depth=depth)
+    return response
 
 
 @bp.get("/export")
@@ -60,9 +78,12 @@ def export():
 def activity(activity_id: str):
     """One event. A GET changes nothing (a prefetch, a crawler or another
     site's <img> must not mark anything read): the page, once shown, marks it
-    read with a POST (CSRF-checked), as opening a mail does."""
+    read with a POST (CSRF-checked, `reading.mark_read`, which reads the tool
+    call's other event too), as opening a mail does."""
     principal = web_principal()
     found = store.get_activity(principal.tenant_id, activity_id)
     if found is None:
         abort(404, "No such activity in this tenant.")
-    return render_template("activities/detail.html", a=found, unread=bool(web_reader().unread_among([found["id"]])))
+    names = store.conversation_names(principal.tenant_id, [found["conversation_id"]]) if found["conversation_id"] else {}
+    return render_template("activities/detail.html", a=found, session_names=names,
+                           unread=bool(web_reader().unread_among([found["id"]])))
