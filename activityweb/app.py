@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -54,7 +53,7 @@ def create_app(config: dict | None = None) -> Flask:
     store.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     sock.init_app(app)
-    live.init_app(app, store.activities_by_ids)
+    live.init_app(app)
 
     app.register_blueprint(api_bp)
     app.register_blueprint(activity_socket_bp)
@@ -68,9 +67,6 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config.get("TRUSTED_PROXIES"):
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-    # Set when the server is shutting down: live sockets then close with 1012
-    # so browsers reconnect (to another worker) and replay.
-    app.extensions["activityweb.stopping"] = threading.Event()
     register_error_handlers(app)
     register_commands(app)
     return app

@@ -60,6 +60,28 @@ Payload = Annotated[dict, mapped_column(JSONType, default=dict)]
 Moment = Annotated[datetime, mapped_column(UTCDateTime)]
 
 
+class CommitOrder(sa.types.UserDefinedType):
+    """An event's transaction: `xid8` on PostgreSQL, an integer on SQLite
+    (migration 0007). Python sees an int; it is bound as text, which
+    PostgreSQL reads as xid8 (there is no int8 = xid8 operator)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return "xid8"
+
+    def bind_processor(self, dialect):
+        if dialect.name == "postgresql":
+            return lambda value: None if value is None else str(value)
+        return None
+
+    def result_processor(self, dialect, coltype):
+        return lambda value: None if value is None else int(value)
+
+
+TxidType = sa.BigInteger().with_variant(CommitOrder(), "postgresql")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -175,6 +197,9 @@ class Activity(db.Model):
     # occurred_at + the tenant's retention when stored; `flask prune` deletes
     # what has expired. Not part of the event's public shape.
     expires_at: Mapped[Moment]
+    # Where the event stands in commit order (migration 0007): with `id`, the
+    # position live delivery reads after. Not part of the event's public shape.
+    txid: Mapped[int] = mapped_column(TxidType)
 
     __table_args__ = (
         # The idempotency key (CloudEvents: source + id), per tenant. Its
@@ -211,6 +236,8 @@ class Activity(db.Model):
         ),
         # Pruning: a tenant's expired events, oldest expiry first.
         sa.Index("ix_activities_expiry", "tenant_id", "expires_at"),
+        # Live delivery and replay: a tenant's events after a position, in commit order.
+        sa.Index("ix_activities_position", "tenant_id", "txid", "id"),
         # Tag containment (`tags @> '["x"]'`) on PostgreSQL.
         sa.Index(
             "ix_activities_tags",
@@ -223,7 +250,9 @@ class Activity(db.Model):
 
 # Full-text search objects are made by hand in the migrations (they differ by
 # database); they are not in the models, and autogenerate must leave them be.
-HAND_MADE_SCHEMA = frozenset({"search_vector", "activities_fts", "ix_activities_search", "ix_activities_tags"})
+# So is SQLite's `live_clock` (migration 0007; store/ingest.py).
+HAND_MADE_SCHEMA = frozenset({"live_clock", "search_vector", "activities_fts", "ix_activities_search",
+                              "ix_activities_tags"})
 
 
 def include_in_autogenerate(obj, name, type_, reflected, compare_to) -> bool:
@@ -233,7 +262,7 @@ def include_in_autogenerate(obj, name, type_, reflected, compare_to) -> bool:
 # The fields an event shows in the API, in the order it shows them: its
 # columns, without the tenant (the credential's) and the expiry (retention's).
 # `schemas.ActivityIn` validates the same fields as they come in.
-ACTIVITY_FIELDS = tuple(c.name for c in Activity.__table__.columns if c.name not in ("tenant_id", "expires_at"))
+ACTIVITY_FIELDS = tuple(c.name for c in Activity.__table__.columns if c.name not in ("tenant_id", "expires_at", "txid"))
 
 
 class ReadCursor(db.Model):

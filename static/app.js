@@ -5,9 +5,10 @@
 
   // --- Live sockets -----------------------------------------------------------
   // A socket holder (the element with ws-connect: #feed-live, #timeline-live,
-  // #unread-live) carries the newest event id this page has in data-since; on
-  // every (re)connect we tell the server, which replays what we missed before
-  // going live.
+  // #unread-live) carries in data-since the position this page has reached in
+  // the log (an opaque token: the one the page was rendered with, then the one
+  // each message brings). On every (re)connect we tell the server, which sends
+  // exactly what we missed, each event once, before going live.
   function liveHolder(elt) {
     return elt && elt.closest ? elt.closest("[ws-connect]") : null;
   }
@@ -21,11 +22,7 @@
   document.addEventListener("htmx:wsOpen", function (evt) {
     var holder = liveHolder(evt.target);
     if (!holder) return;
-    evt.detail.socketWrapper.send(JSON.stringify({
-      since: holder.dataset.since || null,
-      page_since: holder.dataset.pageSince || null,
-      boundary: holder.dataset.boundary || null
-    }));
+    evt.detail.socketWrapper.send(JSON.stringify({since: holder.dataset.since || null}));
     setLiveState(holder, "open", "Live");
   });
 
@@ -34,9 +31,27 @@
     if (holder) setLiveState(holder, "closed", "Reconnecting…");
   });
 
-  // Each live message prepends events to #feed-items. A repeat (replay
-  // overlaps on purpose) replaces the element with the same id instead of
-  // adding a second one; every id seen moves the page's "since" forward.
+  // Each message starts with the position after it (<!--position:TOKEN-->),
+  // or says the page was away too long (<!--reset:TOKEN-->): then the feed
+  // reloads (a fresh page, with a fresh position) instead of replaying.
+  var POSITION = /^<!--(position|reset):([0-9a-f~-]+)-->/;
+
+  document.addEventListener("htmx:wsBeforeMessage", function (evt) {
+    var holder = liveHolder(evt.target);
+    var found = holder && typeof evt.detail.message === "string" && POSITION.exec(evt.detail.message);
+    if (!found) return;
+    holder.dataset.since = found[2];
+    if (found[1] !== "reset") return;
+    if (holder.id === "feed-live") {
+      htmx.ajax("GET", window.location.href, {target: "#feed", swap: "innerHTML"});
+    } else if (holder.id === "timeline-live") {
+      window.location.reload();
+    }
+  });
+
+  // Each live message prepends events to #feed-items. The first render and
+  // its socket may both bring an event committed just as the page was read:
+  // the second replaces the element with the same id instead of adding one.
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target;
     if (!target || target.id !== "feed-items") return;
@@ -45,7 +60,7 @@
     Array.from(fragment.children).forEach(function (item) {
       var id = item.dataset && item.dataset.id;
       if (!id) return;
-      if (holder && (!holder.dataset.since || id > holder.dataset.since)) holder.dataset.since = id;
+      if (holder && (!holder.dataset.newest || id > holder.dataset.newest)) holder.dataset.newest = id;
       var existing = document.getElementById(item.id);
       if (existing) {
         // A repeat is rendered unread, as every arrival is: keep what this page knows.
@@ -72,9 +87,8 @@
 
   // --- Unread ---------------------------------------------------------------------
   // Events arriving live are unread by everyone: the unread socket sends their
-  // ids and the header's count adds those it has not counted yet (a
-  // reconnect's replay overlaps on purpose). Marking read answers with a
-  // fresh count, swapped in by id.
+  // ids and the header's count adds those it has not counted yet. Marking
+  // read answers with a fresh count, swapped in by id.
   var counted = new Set();
 
   function showUnread(link, count) {
@@ -87,14 +101,12 @@
     var target = evt.detail.target;
     if (!target || target.id !== "unread-arrived") return;
     evt.detail.shouldSwap = false;
-    var holder = document.getElementById("unread-live");
     var link = document.getElementById("unread-count");
     var added = 0;
     (evt.detail.fragment.firstElementChild.dataset.ids || "").split(" ").forEach(function (id) {
       if (!id || counted.has(id)) return;
       counted.add(id);
       added += 1;
-      if (holder && id > holder.dataset.since) holder.dataset.since = id;
     });
     if (link && added) showUnread(link, Number(link.dataset.count) + added);
   });
@@ -110,7 +122,8 @@
   document.addEventListener("htmx:configRequest", function (evt) {
     if (!evt.detail.elt.closest("form.mark-all-read")) return;
     var holder = document.getElementById("feed-live");
-    if (holder && holder.dataset.since) evt.detail.formData.set("up_to", holder.dataset.since);
+    var upTo = holder && (holder.dataset.newest || holder.dataset.pageSince);
+    if (upTo) evt.detail.formData.set("up_to", upTo);
   });
 
   document.addEventListener("activityweb:read-all", function (evt) {

@@ -114,7 +114,9 @@ def make_app(backend: str, tmp_path, request, **overrides):
 
 
 def teardown_app(app) -> None:
-    app.extensions["activityweb.hub"].stop()
+    from activityweb import live
+
+    live.stop(app)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -222,11 +224,14 @@ class ThreadServer:
 
     def close_sockets(self):
         """Make every live socket close with 1012, as on a server restart."""
-        self.app.extensions["activityweb.stopping"].set()
-        self.app.extensions["activityweb.hub"].wake_all()
+        from activityweb import live
+
+        live.shutdown(self.app)
 
     def reopen(self):
-        self.app.extensions["activityweb.stopping"].clear()
+        from activityweb import live
+
+        live.reopen(self.app)
 
     def stop(self):
         self.close_sockets()

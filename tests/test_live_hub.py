@@ -22,62 +22,89 @@ def act(**fields):
 
 def taken(sub, timeout=None) -> list[dict]:
     """Wait up to `timeout` for a subscription's events; all of them, as one list."""
-    return [e for batch in sub.get_batches(timeout) for e in batch]
+    return [e for batch in sub.take(timeout) for e in batch.events]
 
 
 def subscribers(hub) -> int:
-    return sum(len(subs) for subs in hub._subs.values())
+    return hub.count()
 
 
 def flt(query=""):
     return parse_filter(MultiDict([tuple(kv.split("=", 1)) for kv in query.split("&") if kv]))
 
 
+def rows(*events, txid=10):
+    return [(txid + i, e) for i, e in enumerate(events)]
+
+
+def fan(hub, tenant_id, events, txid=10):
+    rs = rows(*events, txid=txid)
+    hub.fan_out(tenant_id, rs, live.Position(rs[-1][0], rs[-1][1]["id"]))
+
+
+# ---------------------------------------------------------------- positions
+
+
+def test_a_position_round_trips_through_its_token_and_refuses_anything_else():
+    p = live.Position.of_snapshot(100, 105, [101, 103])
+    assert live.Position.from_token(p.token) == p and live.Position.from_token(p.token).pending == p.pending
+    assert live.Position.from_token(live.Position(7, uuid7()).token).pending == {}
+    for bad in (None, "", "2026-01-01T00:00:00Z", uuid7(), "12-zz", "1-" + "0" * 32 + "~5-" + "0" * 32, "x" * 5000):
+        assert live.Position.from_token(bad) is None  # a pending part after the position is refused too
+
+
+def test_a_snapshot_position_has_what_the_snapshot_saw_and_not_the_open_transactions():
+    p = live.Position.of_snapshot(100, 105, [101, 103])
+    assert p.has(99, uuid7()) and p.has(102, uuid7()) and p.has(104, uuid7())
+    assert not p.has(101, uuid7()) and not p.has(103, uuid7()) and not p.has(105, live.positions.NIL)
+    a = uuid7()
+    q = p.advanced(101, a)  # delivered in commit order: one event of 101
+    assert q.has(101, a) and not q.has(101, uuid7()) and not q.has(103, uuid7())
+    r = q.passed(live.Position(104))  # everything below 105 read: nothing is pending any more
+    assert r.pending == {} and r.key == p.key
+    assert p.advanced(106, a) == live.Position(106, a) and p.advanced(106, a).pending == {}
+
+
+# ---------------------------------------------------------------------- hub
+
+
 def test_fan_out_honours_tenant_and_filter():
-    hub = live.MemoryHub()
+    hub = live.Hub()
     everything, deploys, other_tenant = hub.subscribe(1, flt()), hub.subscribe(1, flt("type=deploy.*")), hub.subscribe(2, flt())
     a, b = act(type="deploy.succeeded"), act(type="lead.replied")
-    hub.delivered(1, [a, b])
+    fan(hub, 1, [a, b])
     assert [e["id"] for e in taken(everything, 0)] == [a["id"], b["id"]]
     assert [e["id"] for e in taken(deploys, 0)] == [a["id"]]
     assert taken(other_tenant, 0) == []
 
 
 def test_filters_are_evaluated_once_per_distinct_filter(monkeypatch):
-    hub = live.MemoryHub()
+    hub = live.Hub()
     subs = [hub.subscribe(1, flt("status=failed")) for _ in range(50)]
     calls = []
     original = type(subs[0].filter).matches
     monkeypatch.setattr(type(subs[0].filter), "matches", lambda self, a: calls.append(1) or original(self, a))
-    hub.delivered(1, [act(status="failed"), act(status="success")])
+    fan(hub, 1, [act(status="failed"), act(status="success")])
     assert len(calls) == 2  # two events, one distinct filter
-    assert all(len(taken(s, 0)) == 1 for s in subs)
+    batches = [s.take(0) for s in subs]
+    assert all(len(b) == 1 and b[0] is batches[0][0] for b in batches)  # one shared batch
 
 
 def test_a_full_queue_marks_the_subscriber_and_never_blocks_the_hub():
-    hub = live.MemoryHub(max_pending=3)
+    hub = live.Hub(max_pending=3)
     slow, fast = hub.subscribe(1, flt()), hub.subscribe(1, flt())
     started = time.perf_counter()
-    for _ in range(10):
-        hub.delivered(1, [act()])
+    for n in range(10):
+        fan(hub, 1, [act()], txid=10 + n)
         taken(fast, 0)
     assert time.perf_counter() - started < 1
     assert slow.overflowed and not fast.overflowed
-    hub.delivered(1, [act()])  # no room: the slow one is not offered it
 
 
-def test_a_follower_that_fell_behind_raises_slow_consumer():
-    hub = live.MemoryHub(max_pending=3)
-    follower = live.Follower(1, flt(), None, replay=None, window=0, via=hub)
-    hub.delivered(1, [act() for _ in range(5)])
-    with pytest.raises(live.SlowConsumer):
-        follower.next(0)
-
-
-def test_get_waits_and_wakes():
-    hub = live.MemoryHub()
+def test_take_waits_and_wakes():
+    hub = live.Hub()
     sub = hub.subscribe(1, flt())
-    threading.Timer(0.1, lambda: hub.delivered(1, [act()])).start()
+    threading.Timer(0.1, lambda: fan(hub, 1, [act()])).start()
     started = time.perf_counter()
     assert len(taken(sub, 2)) == 1
     assert time.perf_counter() - started < 1
@@ -86,83 +113,115 @@ def test_get_waits_and_wakes():
 
 
 def test_unsubscribe_stops_delivery():
-    hub = live.MemoryHub()
+    hub = live.Hub()
     sub = hub.subscribe(1, flt())
     sub.unsubscribe()
-    hub.delivered(1, [act()])
+    fan(hub, 1, [act()])
     assert subscribers(hub) == 0 and taken(sub, 0) == []
 
 
-def test_follower_replays_then_follows_each_event_once():
-    hub = live.MemoryHub()
-    old = [act(), act(), act()]
-    replayed = []
+def test_unsubscribe_waits_for_a_direct_write_in_flight():
+    """The owner closes its socket after unsubscribing; a fan-out still
+    writing to it then could write into a reused descriptor."""
+    hub = live.Hub()
+    sub = hub.subscribe(1, flt())
+    writing, release, order = threading.Event(), threading.Event(), []
 
-    def replay(tenant_id, f, since, limit):
-        replayed.append(since)
-        return [e for e in old if e["id"] > since], False
+    def direct(batch):
+        writing.set()
+        release.wait(5)
+        order.append("written")
+        return True
 
-    follower = live.Follower(1, flt(), old[0]["id"], replay=replay, window=0, via=hub)
-    try:
-        missed, truncated = follower.missed()
-        assert [e["id"] for e in missed] == [old[1]["id"], old[2]["id"]] and not truncated
-        new = act()
-        hub.delivered(1, [old[2], new])  # the overlap repeats old[2]
-        assert [e["id"] for e in follower.next(1)] == [new["id"]]
-        assert follower.newest == new["id"]
-    finally:
-        follower.close()
+    sub.direct = direct
+    fan_out = threading.Thread(target=fan, args=(hub, 1, [act()]))
+    fan_out.start()
+    assert writing.wait(5)
+    closer = threading.Thread(target=lambda: (sub.unsubscribe(), order.append("unsubscribed")))
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting for the write
+    release.set()
+    closer.join(5)
+    fan_out.join(5)
+    assert order == ["written", "unsubscribed"]
 
 
-def test_missed_since_is_in_receive_order_with_overlap(app, auth_headers, client):
-    """Replay orders by receipt (id), not occurred_at, and reaches back over
-    the overlap window so an event committed late is not lost."""
-    late = client.post("/api/v1/activities", json=event(title="late producer clock", occurred_at="2026-01-01T00:00:00Z"),
-                       headers=auth_headers).get_json()
-    marker = client.post("/api/v1/activities", json=event(title="marker"), headers=auth_headers).get_json()
+# --------------------------------------------------------------- the log
+
+
+def test_the_log_is_in_commit_order_not_occurred_at(app, auth_headers, client):
+    """Replay reads in commit order: a producer whose clock lags (an
+    occurred_at an hour old) is still after the events committed before it."""
+    from datetime import timedelta
+
+    first = client.post("/api/v1/activities", json=event(title="first"), headers=auth_headers).get_json()
+    old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    late = client.post("/api/v1/activities", json=event(title="late clock", occurred_at=old), headers=auth_headers).get_json()
     after = client.post("/api/v1/activities", json=[event(title=f"after {i}") for i in range(3)], headers=auth_headers).get_json()
     with app.app_context():
-        events, truncated = store.missed_since(1, flt(), marker["id"])
-        ids = [e["id"] for e in events]
-        assert ids == sorted(ids)
-        assert {i["id"] for i in after["items"]} <= set(ids)
-        assert late["id"] in ids  # inside the overlap window
-        events, truncated = store.missed_since(1, flt(), marker["id"], limit=2)
-        assert len(events) == 2 and truncated
-        assert store.missed_since(1, flt(), "not-an-id") == ([], False)
+        tenant = store.find_tenant("acme").id
+        start = store.replay.position_of(tenant, first["id"])
+        horizon, found = store.replay.read_after(tenant, start)
+        assert [e["id"] for _, e in found] == [late["id"]] + [i["id"] for i in after["items"]]
+        assert all(txid < horizon for txid, _ in found)
+        txids = [txid for txid, _ in found]
+        assert txids == sorted(txids) and txids[1] == txids[2] == txids[3]  # one batch, one transaction
+        _, page = store.replay.read_after(tenant, start, limit=2)
+        assert len(page) == 2
+        assert store.replay.count_after(tenant, start, cap=2) == 3  # counts stop at cap + 1
+        assert store.replay.read_after(tenant, store.replay.position_of(tenant, after["items"][-1]["id"]))[1] == []
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_postgres_hub_hears_commits_from_any_connection(backend, tmp_path, request):
-    """LISTEN in this process hears an insert made by another process's
-    connection (the trigger of migration 0002), and only after commit."""
+def test_a_row_behind_an_open_transaction_is_held_back_until_it_ends(backend, app, auth_headers, client):
+    """Below the horizon the log is final: a transaction still open (it has
+    an xid) holds back later commits, which are visible but not final yet."""
     import psycopg
 
-    from conftest import make_app, teardown_app
-
-    app = make_app(backend, tmp_path, request)
-    try:
+    with app.app_context():
+        tenant = store.get_or_create_tenant("acme").id
+        start = live.Position.of_snapshot(*store.replay.snapshot())
+        dsn = app.extensions["activityweb.follower"].dsn
+    with psycopg.connect(dsn) as open_tx:
+        open_tx.execute("SELECT pg_current_xact_id()")  # takes an xid, as a writer does
+        later = client.post("/api/v1/activities", json=event(title="later"), headers=auth_headers).get_json()
         with app.app_context():
-            from activityweb import store
+            horizon, found = store.replay.read_after(tenant, start.key, pending=start.pending)
+            assert [e["id"] for _, e in found] == [later["id"]] and found[0][0] >= horizon
+        open_tx.rollback()  # aborted: it sends nothing, the horizon passes anyway
+    deadline = time.monotonic() + 10  # (the horizon is the cluster's: others' transactions count too)
+    while time.monotonic() < deadline:
+        with app.app_context():
+            horizon, found = store.replay.read_after(tenant, start.key, pending=start.pending)
+            store.release()
+        if found[0][0] < horizon:
+            break
+        time.sleep(0.01)
+    assert found[0][0] < horizon
 
-            tenant = store.get_or_create_tenant("acme")
-            hub = app.extensions["activityweb.hub"]
-            assert isinstance(hub, live.PostgresHub)
-            sub = hub.subscribe(tenant.id, flt("type=deploy.*"))
-            dsn = hub.dsn
-        with psycopg.connect(dsn) as conn:
-            for title, kind in (("match", "deploy.succeeded"), ("no match", "lead.replied")):
-                conn.execute(
-                    "INSERT INTO activities (id, tenant_id, type, source, source_id, title, priority, tags, data,"
-                    " occurred_at, received_at, expires_at)"
-                    " VALUES (%s, %s, %s, 'api', %s, %s, 'normal', '[]', '{}', now(), now(), now() + interval '1 year')",
-                    (uuid7(), tenant.id, kind, title, title))
-            assert taken(sub, 0.5) == []  # not committed yet: nothing heard
-            conn.commit()
-        got = taken(sub, 5)
-        assert [e["title"] for e in got] == ["match"]
+
+def test_the_follower_reads_each_event_once_to_every_subscriber(app, auth_headers, client):
+    """The follower in the app: woken after commit, it reads from its position
+    and fans out; the same path on both databases."""
+    with app.app_context():
+        tenant = store.get_or_create_tenant("acme").id
+        reader = live.Reader(tenant, flt(), None)
+        store.release()
+    try:
+        posted = client.post("/api/v1/activities", json=[event(title=f"e{i}") for i in range(3)],
+                             headers=auth_headers).get_json()["items"]
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            for batch in reader.subscription.take(0.5):
+                got += reader.accept(batch).events
+        assert [e["id"] for e in got] == [p["id"] for p in posted]
+        # The reader's position now has them all: offered again, they are dropped.
+        batch = live.Batch(got, [reader.position.txid] * 3, reader.position)
+        assert not reader.accept(batch)
     finally:
-        teardown_app(app)
+        reader.close()
 
 
 def test_a_fast_write_never_blocks_and_keeps_what_the_kernel_did_not_take():
@@ -172,7 +231,7 @@ def test_a_fast_write_never_blocks_and_keeps_what_the_kernel_did_not_take():
     import socket
     import threading
 
-    from activityweb.web.sockets import _SerialSocket
+    from activityweb.live.transport import _SerialSocket
 
     ours, theirs = socket.socketpair()
     woken = []
@@ -204,59 +263,10 @@ def test_a_fast_write_never_blocks_and_keeps_what_the_kernel_did_not_take():
     theirs.close()
 
 
-def test_unsubscribe_waits_for_a_direct_write_in_flight():
-    """The owner closes its socket after unsubscribing; a fan-out still
-    writing to it then could write into a reused descriptor."""
-    hub = live.MemoryHub()
-    sub = hub.subscribe(1, flt())
-    writing, release, order = threading.Event(), threading.Event(), []
-
-    def direct(batch):
-        writing.set()
-        release.wait(5)
-        order.append("written")
-        return True
-
-    sub.direct = direct
-    fan_out = threading.Thread(target=hub.fan_out, args=(1, [act()]))
-    fan_out.start()
-    assert writing.wait(5)
-    closer = threading.Thread(target=lambda: (sub.unsubscribe(), order.append("unsubscribed")))
-    closer.start()
-    closer.join(0.2)
-    assert closer.is_alive()  # still waiting for the write
-    release.set()
-    closer.join(5)
-    fan_out.join(5)
-    assert order == ["written", "unsubscribed"]
-
-
-def test_after_the_hub_lost_events_the_follower_replays_them():
-    """A listener that reconnects marks every subscriber stale; the next
-    delivery brings what was committed meanwhile (with anything new), once."""
-    hub = live.MemoryHub()
-    first, lost, new = act(), act(), act()
-    stored = [first, lost]
-
-    def replay(tenant_id, f, since, limit):
-        return [e for e in stored if e["id"] > since], False
-
-    follower = live.Follower(1, flt(), first["id"], replay=replay, window=0, via=hub)
-    try:
-        hub._mark_all_stale()
-        stored.append(new)
-        hub.delivered(1, [new])
-        assert [e["id"] for e in follower.next(1)] == [lost["id"], new["id"]]
-        assert follower.newest == new["id"]
-        assert list(follower.next(0)) == []
-    finally:
-        follower.close()
-
-
 def test_a_wake_before_the_owner_waits_is_not_lost():
     """The fast path wakes the owner to flush a frame's rest; if the owner
     was not waiting at that moment, its next wait must return at once."""
-    hub = live.MemoryHub()
+    hub = live.Hub()
     sub = hub.subscribe(1, flt())
     sub.wake()
     started = time.perf_counter()
@@ -271,7 +281,7 @@ def test_a_wake_before_the_owner_waits_is_not_lost():
 def test_nothing_is_written_directly_after_a_close_frame():
     import socket
 
-    from activityweb.web.sockets import _SerialSocket
+    from activityweb.live.transport import _SerialSocket
 
     ours, theirs = socket.socketpair()
     sock = _SerialSocket(ours)

@@ -11,7 +11,7 @@ the names below.
 - `bulk`: generated events by COPY (`flask seed`)
 - `filtering`: a filter as SQL
 - `feed`: keyset pages, one event, exports
-- `replay`: what live delivery reads
+- `replay`: what live delivery reads: events after a position, in commit order
 - `conversations`: timelines and the recently active conversations
 - `reading`: read state, per reader
 - `stats`: counts, series and durations of a filter
@@ -42,7 +42,7 @@ from .feed import Page, count_activities, get_activity, list_activities, stream_
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
 from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_read, reader_of, unread_count
-from .replay import REPLAY_OVERLAP, activities_by_ids, missed_since
+from . import replay
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
 from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
@@ -50,11 +50,11 @@ from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 __all__ = [
     "accounts", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
     "memberships_of", "tenant_by_id",
-    "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "REPLAY_OVERLAP", "UNREAD_COUNT_CAP",
+    "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
-    "activities", "activities_by_ids", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
+    "activities", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
     "bulk_load", "conversation", "conversation_timeline", "count_activities", "dialect", "get_activity",
-    "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "missed_since", "occurred_times",
-    "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "release",
+    "init_app", "last_prune", "list_activities", "mark_all_read", "mark_read", "occurred_times",
+    "prune", "public", "read_cursors", "read_marks", "reader_of", "recent_conversations", "release", "replay",
     "retention_periods", "set_retention", "stream_activities", "unread_count", "write_activities",
 ]

@@ -1,6 +1,9 @@
 """Ingest: storing posted events idempotently, concurrent posts sharing one commit.
 
-Live subscribers hear of new rows only once they are committed (`live.delivered`).
+Live readers are woken only once the rows are committed (`live.committed`):
+they then read them in commit order (see `replay.py`). Each row records its
+transaction (`txid`, migration 0007): on PostgreSQL a column default, on
+SQLite the `live_clock`, bumped first thing in the insert transaction.
 """
 from __future__ import annotations
 
@@ -88,12 +91,7 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
         for tenant_id, keys in missing.items():
             for key, found in _rows_by_source_key(conn, tenant_id, keys).items():
                 existing[(tenant_id, *key)] = found
-    new_by_tenant: dict[int, list[dict]] = {}
-    for row in unique_rows:
-        if row["id"] in inserted:
-            new_by_tenant.setdefault(row["tenant_id"], []).append(public(row))
-    for tenant_id, new_rows in new_by_tenant.items():
-        live.delivered(tenant_id, new_rows)
+    live.committed({row["tenant_id"] for row in unique_rows if row["id"] in inserted})
 
     results = []
     for rows in job_rows:
@@ -215,12 +213,19 @@ _PG_INSERT = (
 )
 
 
+_BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
+
+
 def _insert_rows(conn, rows: list[dict]) -> set[str]:
     """Insert rows, skipping idempotency-key conflicts; returns the ids inserted."""
     if conn.dialect.name != "postgresql":
+        # The transaction's place in commit order: SQLite serialises writers,
+        # so bumping the clock first holds the write lock until commit.
+        txid = conn.execute(_BUMP_CLOCK).scalar_one()
         keep = retention_periods(conn, {row["tenant_id"] for row in rows})
         for row in rows:
             row["expires_at"] = row["occurred_at"] + keep[row["tenant_id"]]
+            row["txid"] = txid
         return {r[0] for r in conn.execute(insert_statement(conn.dialect.name), rows)}
     params = {}
     for column in _PG_COLUMNS:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from .. import store
-from ..ids import uuid7_floor
-from ..models import utcnow
+from .. import live, store
 from . import bp
 from .reading import web_reader
 
@@ -40,4 +38,4 @@ def _unread_badge() -> dict:
     socket counts arrivals (taken after the count: an event it misses is
     one too few, never one counted twice)."""
     count = store.unread_count(web_reader())
-    return {"count": count, "since": uuid7_floor(utcnow())}
+    return {"count": count, "since": live.position_now()}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import abort, render_template, request
 
-from .. import store
+from .. import live, store
 from ..auth import web_principal
 from ..filters import parse_filter
-from ..ids import uuid7_floor
-from ..models import utcnow
 from . import bp
 
 
@@ -23,8 +21,9 @@ def conversations():
 @bp.get("/conversations/<conversation_id>")
 def conversation(conversation_id: str):
     principal = web_principal()
+    live_since = live.position_now()  # before the read: its socket resumes from there
     timeline = store.conversation_timeline(principal.tenant_id, conversation_id)
     if timeline is None:
         abort(404, "No such conversation in this tenant.")
-    return render_template("conversations/show.html", live_since=uuid7_floor(utcnow()),
+    return render_template("conversations/show.html", live_since=live_since,
                            **vars(timeline))

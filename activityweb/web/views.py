@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import abort, make_response, render_template, request
 
-from .. import store
+from .. import live, store
 from ..auth import web_principal
 from ..errors import InvalidQuery
 from ..export import export_response, parse_format
@@ -35,13 +35,16 @@ def feed():
     except InvalidQuery as exc:
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
-                                      page=None, error=exc, live_since=None, pruned=None)
+                                      page=None, error=exc, live_since=None, page_since=None, pruned=None)
     reader = web_reader()
+    # Before the page's read: its socket resumes from there (an event committed
+    # in between comes again, and the page swaps it in place by id).
+    live_since = live.position_now()
     page = store.list_activities(principal.tenant_id, flt, limit=PAGE_SIZE, after=after, reader=reader)
     # Retention: the first page says when older events were deleted, and up to when.
     pruned = None if after else store.last_prune(principal.tenant_id)
     context = dict(flt=flt, page=page, unread_ids=reader.unread_among([a["id"] for a in page.items]), error=None,
-                   live_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
+                   live_since=live_since, page_since=uuid7_floor(utcnow()), after=after, pruned=pruned)
     partial = "feed/_page.html" if after else "feed/_results.html"
     return render_page_or_partial("feed/index.html", partial, **context)
 

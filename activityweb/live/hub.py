@@ -1,0 +1,211 @@
+"""Who is watching: subscriptions of this process, and the fan-out to them.
+
+The follower (`follower.py`) reads each new stretch of the log once and
+hands it to `Hub.fan_out`, which offers every subscriber of the tenant the
+events its filter matches, evaluated once per distinct filter. What a
+subscriber makes of a batch (a WebSocket message, an SSE event) is rendered
+once per batch and filter and shared (`Batch.rendered`). The hub knows no
+HTML and no framing.
+
+Each subscription has a bounded queue. The hub never blocks on a reader: a
+queue that overflows marks its subscription `overflowed`, and its owner cuts
+the client, which reconnects and resumes from its position.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict, deque
+from typing import Callable
+
+from .positions import Position
+
+log = logging.getLogger(__name__)
+
+
+class Batch:
+    """A stretch of one tenant's log matching one filter, in commit order,
+    offered to every subscriber of that filter at once; `end` is where the
+    read ended (everything up to it has been read, matched or not)."""
+
+    __slots__ = ("events", "txids", "end", "_rendered")
+
+    def __init__(self, events: list[dict], txids: list[int], end: Position):
+        self.events, self.txids, self.end = events, txids, end
+        self._rendered: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @property
+    def first(self) -> tuple[int, str]:
+        return (self.txids[0], self.events[0]["id"])
+
+    def rendered(self, key, render):
+        # Two owners may race to render the same batch; both get an equal result.
+        if key not in self._rendered:
+            self._rendered[key] = render(self)
+        return self._rendered[key]
+
+    def positions(self) -> list[Position]:
+        return [Position(t, e["id"]) for t, e in zip(self.txids, self.events)]
+
+
+class Subscription:
+    """One reader: its tenant, filter and position, and a bounded queue of batches.
+
+    `direct(batch) -> bool` is the owner's way to take a batch at once, from
+    the fan-out, without waiting (a socket with room in its kernel buffer);
+    the hub tries it only when nothing is queued or being written, so
+    batches reach the client in order. Otherwise batches queue for the owner.
+    """
+
+    def __init__(self, hub: "Hub", tenant_id: int, flt, max_pending: int):
+        self.hub = hub
+        self.tenant_id = tenant_id
+        self.filter = flt
+        self.max_pending = max_pending
+        self.overflowed = False
+        self.closed = False
+        self._batches: deque[Batch] = deque()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self.on_overflow: Callable[[], None] | None = None
+        self.direct: Callable[[Batch], bool] | None = None
+        self._owner_sending = False
+        self._direct_sending = False
+        self._woken = False
+
+    def offer(self, batch: Batch) -> None:
+        if self.direct is not None and self._claim():
+            try:
+                if self.direct(batch):
+                    return
+            except Exception:  # never the hub's problem: the owner gets the batch instead
+                log.exception("direct live write failed; queueing")
+            finally:
+                with self._cond:
+                    self._direct_sending = False
+                    if self.closed:  # unsubscribe() waits for us
+                        self._cond.notify_all()
+        first_overflow = False
+        with self._cond:
+            if self.closed:
+                return
+            if self._pending + len(batch) > self.max_pending:
+                first_overflow = not self.overflowed
+                self.overflowed = True
+            else:
+                self._batches.append(batch)
+                self._pending += len(batch)
+            self._cond.notify()
+        if first_overflow and self.on_overflow is not None:
+            self.on_overflow()
+
+    def _claim(self) -> bool:
+        with self._cond:
+            if self._batches or self._owner_sending or self._direct_sending or self.overflowed or self.closed:
+                return False
+            self._direct_sending = True
+            return True
+
+    def wake(self) -> None:
+        """Make `take` return now, or at once the next time it is called."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> list[Batch]:
+        """Wait up to `timeout` for batches; returns every queued one (maybe
+        none). Until `done_sending`, nothing goes to the client directly."""
+        with self._cond:
+            if not self._batches and not (self.overflowed or self.closed or self._woken):
+                self._cond.wait(timeout)
+            self._woken = False
+            batches = list(self._batches)
+            self._batches.clear()
+            self._pending = 0
+            if batches:
+                self._owner_sending = True
+            return batches
+
+    def done_sending(self) -> None:
+        with self._cond:
+            self._owner_sending = False
+
+    def unsubscribe(self) -> None:
+        with self._cond:
+            self.closed = True
+            # A direct write in flight finishes before the owner may close the
+            # socket: a closed descriptor's number can be reused at once.
+            while self._direct_sending:
+                self._cond.wait(1.0)
+            self._batches.clear()
+            self._pending = 0
+            self._cond.notify()
+        self.hub._remove(self)
+
+
+class Hub:
+    """Subscriptions of this process, grouped by tenant."""
+
+    def __init__(self, max_pending: int = 2000):
+        self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        # Told when a tenant gains its first subscriber or loses its last.
+        self.on_tenants_changed: Callable[[int, bool], None] | None = None
+
+    def subscribe(self, tenant_id: int, flt) -> Subscription:
+        sub = Subscription(self, tenant_id, flt, self.max_pending)
+        with self._lock:
+            first = not self._subs.get(tenant_id)
+            self._subs[tenant_id].add(sub)
+        if first and self.on_tenants_changed is not None:
+            self.on_tenants_changed(tenant_id, True)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.tenant_id)
+            if subs is None or sub not in subs:
+                return
+            subs.discard(sub)
+            last = not subs
+            if last:
+                del self._subs[sub.tenant_id]
+        if last and self.on_tenants_changed is not None:
+            self.on_tenants_changed(sub.tenant_id, False)
+
+    def tenants(self) -> set[int]:
+        with self._lock:
+            return set(self._subs)
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def fan_out(self, tenant_id: int, rows: list[tuple[int, dict]], end: Position) -> None:
+        """Offer the tenant's subscribers the rows (txid, event) their filters
+        match, read up to `end`; once per distinct filter."""
+        with self._lock:
+            subs = list(self._subs.get(tenant_id, ()))
+        if not subs or not rows:
+            return
+        by_filter: dict[object, list[Subscription]] = defaultdict(list)
+        for sub in subs:
+            by_filter[sub.filter].append(sub)
+        for flt, group in by_filter.items():
+            matched = [(t, e) for t, e in rows if flt.matches(e)]
+            if not matched:
+                continue
+            batch = Batch([e for _, e in matched], [t for t, _ in matched], end)
+            for sub in group:
+                sub.offer(batch)
+
+    def wake_all(self) -> None:
+        """Make every waiting owner look up now (the server is stopping)."""
+        with self._lock:
+            subs = [s for group in self._subs.values() for s in group]
+        for sub in subs:
+            sub.wake()
