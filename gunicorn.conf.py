@@ -32,3 +32,25 @@ keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+
+def post_worker_init(worker):
+    """Graceful restarts close live sockets with 1012 and end SSE streams.
+
+    gunicorn stops a worker (SIGTERM, a HUP's replacement, `max_requests`)
+    by setting `worker.alive` to false, then waits up to `graceful_timeout`
+    for open connections. Long-lived sockets would hold it that long and then
+    be dropped without a close code; instead a greenlet watching `alive`
+    tells every socket to close with 1012 (service restart) and every stream
+    to end, so clients reconnect to a live worker and resume from their position.
+    """
+    import gevent
+
+    from activityweb import live
+
+    def close_live_connections_when_stopping():
+        while worker.alive:
+            gevent.sleep(0.1)
+        live.shutdown()
+
+    gevent.spawn(close_live_connections_when_stopping)

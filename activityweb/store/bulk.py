@@ -13,7 +13,7 @@ from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from .database import dialect
-from .ingest import insert_statement
+from .ingest import BUMP_CLOCK, insert_statement
 from .retention import retention_periods
 
 
@@ -38,7 +38,8 @@ def bulk_load(tenant_id: int, events, *, chunk_size: int = 10_000, connections: 
         statement = insert_statement("sqlite")
         for chunk in _chunks(events, 1000):
             now = utcnow()
-            rows = [{**e, "id": uuid7(), "tenant_id": tenant_id, "received_at": now,
+            txid = db.session.execute(BUMP_CLOCK).scalar_one()  # each chunk's place in the live log
+            rows = [{**e, "id": uuid7(), "tenant_id": tenant_id, "received_at": now, "txid": txid,
                      "expires_at": e["occurred_at"] + keep} for e in chunk]
             db.session.execute(statement, rows)
             db.session.commit()

@@ -213,7 +213,7 @@ _PG_INSERT = (
 )
 
 
-_BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
+BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
 
 
 def _insert_rows(conn, rows: list[dict]) -> set[str]:
@@ -221,7 +221,7 @@ def _insert_rows(conn, rows: list[dict]) -> set[str]:
     if conn.dialect.name != "postgresql":
         # The transaction's place in commit order: SQLite serialises writers,
         # so bumping the clock first holds the write lock until commit.
-        txid = conn.execute(_BUMP_CLOCK).scalar_one()
+        txid = conn.execute(BUMP_CLOCK).scalar_one()
         keep = retention_periods(conn, {row["tenant_id"] for row in rows})
         for row in rows:
             row["expires_at"] = row["occurred_at"] + keep[row["tenant_id"]]

@@ -14,8 +14,8 @@ replay read: "rows after my position (txid, id)".
 - SQLite: writers are serialised, so an increasing integer taken inside the
   write transaction is commit-ordered. It comes from the one-row
   `live_clock` table (store/ingest.py bumps it first thing in each insert
-  transaction). Rows written without it (seeding) get 0: before every
-  position a reader can hold.
+  transaction, and by `flask seed` per chunk). Rows that existed before
+  get 0.
 
 `ix_activities_position` (tenant_id, txid, id) serves the tail read. Adding
 the column rewrites the table on PostgreSQL (a volatile default); existing
