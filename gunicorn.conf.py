@@ -51,6 +51,9 @@ def post_worker_init(worker):
     def close_live_connections_when_stopping():
         while worker.alive:
             gevent.sleep(0.1)
+        # The worker's own loop notices within a second and stops accepting;
+        # closing before that would let clients reconnect to this worker.
+        gevent.sleep(1.2)
         live.shutdown()
 
     gevent.spawn(close_live_connections_when_stopping)
