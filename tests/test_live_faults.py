@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -52,20 +53,33 @@ def token(local_app):
     return {"Authorization": f"Bearer {secret}"}
 
 
-def post_concurrently(base: str, token: dict, count: int, prefix: str, *, late_producer: bool = True) -> list[str]:
+def post_concurrently(base: str, token: dict, count: int, prefix: str, *, late_producer: bool = True,
+                      retry_for: float = 0.0) -> list[str]:
     """`count` events from PRODUCERS concurrent producers, one POST each; one
-    producer's clock is an hour behind. Returns the ids, in no order."""
+    producer's clock is an hour behind. Returns the ids, in no order. With
+    `retry_for`, a POST that fails is sent again (the same source_id, so a
+    retry whose first try was stored is answered with the stored event)."""
     old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    run = uuid.uuid4().hex[:8]
 
     def produce(p: int) -> list[str]:
         ids = []
         with requests.Session() as session:
             for n in range(p, count, PRODUCERS):
-                body = event(title=f"{prefix} {n}", type="fault.test")
+                body = event(title=f"{prefix} {n}", type="fault.test", source_id=f"{run}-{prefix}-{n}")
                 if late_producer and p == 0:
                     body["occurred_at"] = old
-                answer = session.post(f"{base}/api/v1/activities", json=body, headers=token, timeout=10)
-                assert answer.status_code == 201, answer.text
+                deadline = time.monotonic() + retry_for
+                while True:
+                    try:
+                        answer = session.post(f"{base}/api/v1/activities", json=body, headers=token, timeout=10)
+                        if answer.status_code in (200, 201):
+                            break
+                        failure = answer.text
+                    except requests.RequestException as exc:
+                        failure = repr(exc)
+                    assert time.monotonic() < deadline, failure
+                    time.sleep(0.1)
                 ids.append(answer.json()["id"])
         return ids
 
@@ -334,12 +348,9 @@ def test_a_restart_closes_every_socket_with_1012_and_they_resume(backend, local_
             old_workers = set(p.pid for p in psutil.Process(master.pid).children())
             os.kill(master.pid, signal.SIGHUP)
             wait_until(lambda: all(c.closes for c in clients), seconds=20, what="every socket closed")
-            deadline = time.monotonic() + 30
-            while len(posted) < 32 and time.monotonic() < deadline:  # during and after the restart
-                try:
-                    posted.extend(post_concurrently(base, token, 8, "around", late_producer=False))
-                except (AssertionError, requests.RequestException):
-                    time.sleep(0.2)
+            for round_ in range(2):  # during and after the restart
+                posted.extend(post_concurrently(base, token, 8, f"around {round_}", late_producer=False,
+                                                retry_for=30))
             wait_until(lambda: old_workers.isdisjoint(p.pid for p in psutil.Process(master.pid).children()),
                        seconds=20, what="the old workers gone")
             wait_until(lambda: all(len(c.ids) >= len(posted) for c in clients), seconds=30,
