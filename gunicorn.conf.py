@@ -11,22 +11,14 @@ import sys
 # Refuse unsafe production settings here, in the master, with one line.
 # (activityweb.config imports only the standard library: nothing here may
 # import psycopg or the app before the workers' gevent patching.)
-from activityweb.config import ConfigError, check_local_bind, check_production, from_env
+from activityweb.config import ConfigError, check_production, from_env
+
+try:
+    check_production(from_env())
+except ConfigError as exc:
+    sys.exit(f"activityweb: {exc}")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-
-
-def on_starting(server):
-    """Refuse unsafe settings in the master, with one line, once the bind
-    (config file, environment or --bind) is known."""
-    try:
-        config = from_env()
-        check_production(config)
-        check_local_bind(config, server.cfg.bind)
-    except ConfigError as exc:
-        sys.exit(f"activityweb: {exc}")
-
-
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
 # Open sockets per worker: dashboards and streams are long-lived connections.
@@ -59,6 +51,9 @@ def post_worker_init(worker):
     def close_live_connections_when_stopping():
         while worker.alive:
             gevent.sleep(0.1)
+        # The worker's own loop notices within a second and stops accepting;
+        # closing before that would let clients reconnect to this worker.
+        gevent.sleep(1.2)
         live.shutdown()
 
     gevent.spawn(close_live_connections_when_stopping)

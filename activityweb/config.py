@@ -94,9 +94,6 @@ def from_env() -> dict:
         "LOCAL_MODE": env_bool("ACTIVITYWEB_LOCAL_MODE"),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAX_BATCH": 1000,
-        # Live delivery: at most one message per client per window (seconds);
-        # the first event after a quiet spell goes at once.
-        "LIVE_WINDOW": env_int("ACTIVITYWEB_LIVE_WINDOW_MS", 50) / 1000,
         # Events queued for one live client before it counts as fallen behind.
         "LIVE_MAX_PENDING": env_int("ACTIVITYWEB_LIVE_MAX_PENDING", 2000),
         # How long such a client may then take to drain a blocked write before it is cut off.

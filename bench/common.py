@@ -71,7 +71,8 @@ def gunicorn(app: str, env: dict, *, workers: int = 2, port: int | None = None, 
                "--workers", str(workers), *extra, app]
     # The log goes to a file, not a pipe nobody reads: a server that logs a
     # line per socket under load would fill a pipe and block on it.
-    log = tempfile.TemporaryFile()
+    keep = os.environ.get("AW_GUNICORN_LOG")  # a path: keep the server's log there (debugging)
+    log = open(keep, "ab") if keep else tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20

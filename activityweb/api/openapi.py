@@ -153,20 +153,29 @@ def paths() -> dict:
 
 def stream_paths() -> dict:
     """Live streams for programs (api/streams.py)."""
+    position = {"type": "string", "pattern": r"^\d+-[0-9a-f]{32}(~\d+-[0-9a-f]{32})*$",
+                "description": "A position in the log of events, in commit order: opaque, keep it as given. "
+                "Every event a stream sends carries the position after it; resuming from one sends exactly "
+                "what came after, each event once (an event committed late, or with an old occurred_at, is "
+                "still after it). It survives retention deleting old events."}
     resume = {"name": "since", "in": "query", "required": False,
-              "description": "An event id: replay what came after it, then go live. "
-              "A time instead is the occurred_at filter, as on the list.", "schema": {"type": "string"}}
+              "description": "A position (see the schema), or an event id (resume after that event): replay "
+              "what came after it, then go live. Over 10,000 events behind, or behind what retention deleted, "
+              "the stream answers `reset` with a fresh position instead. A time instead is the occurred_at "
+              "filter, as on the list.", "schema": {"type": "string"}}
     filters = [p for p in filter_parameters() if p["name"] != "since"] + [resume]
     return {
         "/api/v1/activities/stream": {
             "get": {
                 "summary": "Server-Sent Events: each new matching activity as it commits",
-                "description": "`event: activity_created`, `id:` the activity id, `data:` the activity JSON. "
-                "Resumes from `Last-Event-ID` (or `since=<id>`), replaying what was missed in the order it was "
-                "received. Keep-alive comments every 15 s. Same filters as the list.",
+                "description": "`event: activity_created`, `id:` the position after the activity, `data:` the "
+                "activity JSON. Resumes from `Last-Event-ID` (or `since=`), replaying exactly what was missed, "
+                "in commit order. Too far behind: `event: reset` with `id:` a fresh position (reload, then go on "
+                "from there). Keep-alive comments every 15 s; a server restart ends the stream cleanly "
+                "(EventSource reconnects). Same filters as the list.",
                 "operationId": "streamActivities",
                 "parameters": filters + [{"name": "Last-Event-ID", "in": "header", "required": False,
-                                          "schema": {"type": "string"}}],
+                                          "schema": position}],
                 "responses": {"200": {"description": "An event stream",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                               **_errors(400, 401, 403)},
@@ -174,9 +183,13 @@ def stream_paths() -> dict:
         },
         "/ws": {
             "get": {
-                "summary": "WebSocket: `{\"type\": \"activity_created\", \"activity\": {...}}` per new matching activity",
+                "summary": "WebSocket: `{\"type\": \"activity_created\", \"activity\": {...}, \"position\": "
+                "\"...\"}` per new matching activity",
                 "description": "Upgrade with the bearer token in `Authorization`. Same filters as the list; "
-                "`since=<id>` replays what came after that event first.",
+                "`since=<position>` replays exactly what came after it first. Too far behind: "
+                "`{\"type\": \"reset\", \"position\": \"...\"}`, then live from that position. Closes with "
+                "1012 when the server restarts and 1013 when the client fell behind: reconnect with the last "
+                "position.",
                 "operationId": "activitySocket",
                 "parameters": filters,
                 "responses": {"101": {"description": "Switching protocols"}, **_errors(400, 401, 403)},

@@ -143,13 +143,9 @@ class Follower:
                 position = self.positions.get(tenant_id)
             if position is None:
                 return
-            horizon, rows = store.replay.read_after(tenant_id, position.key, limit=PAGE)
+            final, held = store.replay.read_after(tenant_id, position.key, limit=PAGE)
             self.reads += 1
-            final = [row for row in rows if row[0] < horizon]
-            held = len(final) < len(rows)
             end = Position(final[-1][0], final[-1][1]["id"]) if final else position
-            if not held and len(rows) < PAGE and Position(horizon - 1).key > end.key:
-                end = Position(horizon - 1)  # everything below the horizon is read
             self.hub.fan_out(tenant_id, final, end)
             with self._cond:
                 if self.positions.get(tenant_id) is position:
@@ -160,7 +156,7 @@ class Follower:
                     self._held[tenant_id] = (time.monotonic() + delay, delay)
                 else:
                     self._held.pop(tenant_id, None)
-            if held or len(rows) < PAGE:
+            if held or len(final) < PAGE:
                 return
 
     def _listen_forever(self) -> None:

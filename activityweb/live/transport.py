@@ -136,17 +136,14 @@ class Reader:
         """What the client missed, page by page, in constant memory."""
         position = self.position
         while True:
-            horizon, rows = store.replay.read_after(self.tenant_id, position.key, pending=position.pending,
-                                                    flt=self.filter, limit=REPLAY_PAGE)
-            final = [row for row in rows if row[0] < horizon]
+            final, held = store.replay.read_after(self.tenant_id, position.key, pending=position.pending,
+                                                  flt=self.filter, limit=REPLAY_PAGE)
             events, positions = [], []
             for txid, event in final:
                 position = position.advanced(txid, event["id"])
                 events.append(event)
                 positions.append(position)
-            done = len(final) < len(rows) or len(rows) < REPLAY_PAGE
-            if done and len(final) == len(rows):
-                position = position.passed(Position(horizon - 1))
+            done = held or len(final) < REPLAY_PAGE
             self.position = position
             if events or done:
                 yield Delivery(events, positions, position)

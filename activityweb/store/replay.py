@@ -1,13 +1,13 @@
 """What live delivery reads: a tenant's events after a position, in commit order.
 
 Positions are (txid, id) (`live/positions.py`, migration 0007). Everything
-below the horizon is final: on PostgreSQL the oldest transaction still open
-(`pg_snapshot_xmin(pg_current_snapshot())`), on SQLite one past the clock of
-the last committed write (writers are serialised). A reader first takes the
-horizon, then reads rows after its position: every transaction under that
-horizon had ended before the read began, so all its rows are in the read.
-Rows at or above it are returned too (they are committed) but are not final
-yet: the caller stops there and looks again soon (`read_after`).
+below the horizon is final: on PostgreSQL the oldest transaction of this
+database still open (see `_PG_OPEN_HERE`), on SQLite one past the clock of
+the last committed write (writers are serialised). A read takes the horizon
+first, then the rows in a later snapshot: every transaction under the
+horizon had ended by then, so all of its rows are in the read. A row at or
+above it is committed but not final (an older transaction may still commit
+before it): the read stops there and the caller looks again soon.
 
 The live follower and a reconnecting client's replay run the same read; the
 follower's LISTEN connection (PostgreSQL) is opened here too.
@@ -28,28 +28,54 @@ from .tables import activities, public
 # The channel the trigger of migration 0002 notifies on (one per database).
 CHANNEL = "activityweb"
 
-_PG_SNAPSHOT = sa.text(
-    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text, "
-    "ARRAY(SELECT pg_snapshot_xip(s)::text) FROM pg_current_snapshot() AS s")
-_PG_HORIZON = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+# The horizon of this database: the oldest of its transactions still open
+# (none: the next transaction id). Not the cluster's `pg_snapshot_xmin`, which
+# counts every database's transactions: a CREATE or DROP DATABASE elsewhere,
+# or another application's long write, would hold our delivery back for as
+# long as it runs, and only our own database's transactions can write our
+# rows. `pg_current_snapshot()` is taken when the statement starts and the
+# backends are read after it: a transaction of ours that had an id before
+# that snapshot's xmax (every id below it was handed out before) shows in
+# `pg_stat_activity` until it ends. Prepared transactions count too. Backend
+# status is cached per transaction, hence the clear first.
+_PG_CLEAR_STATUS = sa.text("SELECT pg_stat_clear_snapshot()")
+_PG_OPEN_HERE = sa.text(
+    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text, ARRAY("
+    " SELECT backend_xid::text FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+    "  AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " UNION ALL SELECT transaction::text FROM pg_prepared_xacts WHERE database = current_database()"
+    ")")
 _SQLITE_CLOCK = sa.text("SELECT value FROM live_clock WHERE id = 1")
 
 
+def _widen(xid: int, near: int) -> int:
+    """A 32-bit xid as the 64-bit xid8 it is, given an xid8 within 2^31 of it (`near`)."""
+    candidate = (near & ~0xFFFFFFFF) | xid
+    if candidate > near + (1 << 31):
+        return candidate - (1 << 32)
+    if candidate < near - (1 << 31):
+        return candidate + (1 << 32)
+    return candidate
+
+
 def snapshot() -> tuple[int, int, list[int]]:
-    """(xmin, xmax, open transactions) of a snapshot taken now: what a page
-    read right after it shows (every transaction before xmax but the open ones)."""
+    """(horizon, next, open): every transaction of this database below
+    `next` but the `open` ones has ended; `horizon` is the oldest open one
+    (or `next`). What a page read right after this shows, no more."""
     if dialect() == "postgresql":
-        xmin, xmax, open_ = db.session.execute(_PG_SNAPSHOT).one()
-        return int(xmin), int(xmax), [int(t) for t in open_]
+        db.session.execute(_PG_CLEAR_STATUS)
+        next_, open_ = db.session.execute(_PG_OPEN_HERE).one()
+        next_ = int(next_)
+        # Ids handed out after the snapshot are at or above `next`: no matter.
+        open_ = sorted(t for t in {_widen(int(x), next_) for x in open_} if t < next_)
+        return (open_[0] if open_ else next_), next_, open_
     clock = db.session.execute(_SQLITE_CLOCK).scalar_one()
     return clock + 1, clock + 1, []
 
 
 def horizon() -> int:
-    """Every transaction below this has ended."""
-    if dialect() == "postgresql":
-        return int(db.session.execute(_PG_HORIZON).scalar_one())
-    return db.session.execute(_SQLITE_CLOCK).scalar_one() + 1
+    """Every transaction of this database below this has ended."""
+    return snapshot()[0]
 
 
 def _after(after: tuple[int, str], pending: dict[int, str] | None):
@@ -62,20 +88,26 @@ def _after(after: tuple[int, str], pending: dict[int, str] | None):
 
 
 def read_after(tenant_id: int, after: tuple[int, str], *, pending: dict[int, str] | None = None,
-               flt: ActivityFilter | None = None, limit: int = 500) -> tuple[int, list[tuple[int, dict]]]:
-    """The horizon, and up to `limit` of the tenant's events after the
-    position (`after`, `pending`) that `flt` matches, as (txid, event) in
-    commit order. Those at or above the horizon are committed but not final."""
+               flt: ActivityFilter | None = None, limit: int = 500) -> tuple[list[tuple[int, dict]], bool]:
+    """Up to `limit` of the tenant's events after the position (`after`,
+    `pending`) that `flt` matches, as (txid, event) in commit order, and only
+    those that are final: the read stops at the first one at or above the
+    horizon (committed, but an older transaction may still commit before it).
+    Returns (rows, held): `held` says the read stopped there."""
     if flt is not None and flt.read:
         # What is new is unread by everyone: a `read=true` filter matches none of it.
-        return horizon(), []
+        return [], False
     below = horizon()
     c = activities.c
     query = sa.select(activities).where(c.tenant_id == tenant_id, _after(after, pending))
     if flt is not None:
         query = apply_filter(query, replace(flt, read=None))
-    rows = db.session.execute(query.order_by(c.txid, c.id).limit(limit)).mappings()
-    return below, [(row["txid"], public(row)) for row in rows]
+    found = []
+    for row in db.session.execute(query.order_by(c.txid, c.id).limit(limit)).mappings():
+        if row["txid"] >= below:
+            return found, True
+        found.append((row["txid"], public(row)))
+    return found, False
 
 
 def count_after(tenant_id: int, after: tuple[int, str], cap: int) -> int:
@@ -117,5 +149,5 @@ def probe(conn) -> None:
     conn.execute("SELECT 1")
 
 
-__all__ = ["CHANNEL", "count_after", "first_position", "horizon", "listening", "position_of", "probe", "read_after",
+__all__ = ["CHANNEL", "count_after", "first_position", "listening", "position_of", "probe", "read_after",
            "release", "snapshot"]
