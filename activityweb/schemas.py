@@ -221,13 +221,25 @@ def parse_events(body: bytes, max_batch: int) -> tuple[list[dict], bool]:
 # The filter's own keys are `filters.py`'s; these are the other parameters.
 
 
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """`text` as a non-negative int if it is ASCII digits only, else None.
+
+    `str.isdigit()` alone is not enough: it accepts `²` and other Unicode
+    digits that `int()` then rejects (a 500 before this existed)."""
+    text = text.strip()
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def parse_limit(args, default: int = 50, maximum: int = 200) -> int:
     raw = args.get("limit", "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    value = whole_number(raw)
+    if value is None or not 1 <= value <= maximum:
         raise InvalidQuery("limit", f"must be a whole number from 1 to {maximum}")
-    return int(raw)
+    return value
 
 
 BUCKETS = ("auto", "hour", "day")

@@ -21,6 +21,7 @@ from typing import Callable
 from ..auth import Principal
 from ..errors import ApiError
 from ..models import Tenant
+from ..schemas import whole_number
 from ..store import accounts
 
 INTEGRATIONS = ("github", "hubspot", "salesforce", "webhook")
@@ -94,9 +95,9 @@ def require_fresh(timestamp: str | None, *, unit_seconds: float = 1.0) -> int:
     `unit_seconds` is the length of one unit of the timestamp (HubSpot sends
     milliseconds). Raises a 401 ApiError when missing, malformed or stale.
     """
-    if not timestamp or not timestamp.strip().isdigit() or len(timestamp.strip()) > 16:
+    value = whole_number(timestamp or "", max_digits=16)
+    if value is None:
         raise invalid_signature("The signature timestamp is missing or not a whole number.")
-    value = int(timestamp.strip())
     if abs(time.time() - value * unit_seconds) > TOLERANCE_SECONDS:
         raise invalid_signature(
             f"The signature timestamp is more than {TOLERANCE_SECONDS // 60} minutes from our clock; "
