@@ -57,7 +57,26 @@ def parse_time(name: str, value: str) -> datetime:
         raise InvalidQuery(name, f"{value!r} is not an ISO 8601 date or time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return in_time_range(name, moment)
+
+
+# Times a filter or cursor may name. Python's datetime ends at years 1 and
+# 9999: `0001-01-01T00:00+01:00` in UTC is before the first, and code that
+# steps a day past the last overflows. A day's margin at each end keeps every
+# such step in range.
+EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+
+def in_time_range(name: str, moment: datetime) -> datetime:
+    """`moment` in UTC, if it is between EARLIEST and LATEST; else an InvalidQuery naming `name`."""
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise InvalidQuery(name, f"must be between {EARLIEST.date()} and {LATEST.date()}")
+    return moment
 
 
 # ------------------------------------------------------------------- kinds

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from .errors import InvalidQuery
+from .filters import in_time_range
 from .ids import is_uuid
 from .schemas import ActivityIn
 
@@ -172,9 +173,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(moment)
         if moment.tzinfo is None or not is_uuid(activity_id):
             raise ValueError
+        moment = in_time_range("cursor", moment)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidQuery("cursor", "is not a cursor this server made; use next_cursor as given") from None
-    return moment.astimezone(timezone.utc), activity_id
+    return moment, activity_id
 
 
 def parse_cursor(args) -> tuple[datetime, str] | None:

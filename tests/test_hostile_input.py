@@ -5,10 +5,74 @@ error page), never a 500: Unicode digits where a number goes, times at the
 ends of the calendar (also inside a cursor), a lone surrogate in a hook body,
 and filter combinations an endpoint did not expect.
 """
+import base64
+import json
+
 import pytest
 
+from conftest import event, sign_in
 
 UNICODE_DIGITS = ["²", "¹", "٣", "１２", "߀"]  # str.isdigit() says yes to each; int() to none or the wrong one
+
+
+def cursor_at(moment: str) -> str:
+    raw = json.dumps([moment, "01890000-0000-7000-8000-000000000000"]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+EDGE_TIMES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01", "9999-12-31T23:59:59Z"]
+API_LISTS = ["/api/v1/activities", "/api/v1/activities/stats", "/api/v1/activities/export", "/api/v1/conversations"]
+PAGES = ["/", "/stats", "/export", "/conversations"]
+
+
+def queries():
+    for moment in EDGE_TIMES:
+        yield f"since={moment}".replace("+", "%2B")
+        yield f"until={moment}".replace("+", "%2B")
+        yield f"cursor={cursor_at(moment)}"
+    for digits in UNICODE_DIGITS:
+        yield f"limit={digits}"
+
+
+@pytest.fixture
+def signed_in(client, make_user):
+    sign_in(client, make_user("hostile@example.com"))
+    return client
+
+
+def answers(client, path, headers=None) -> dict[str, int]:
+    """The status of each hostile query on `path`, by query."""
+    statuses = {}
+    for query in queries():
+        response = client.get(f"{path}?{query}", headers=headers)
+        statuses[query] = response.status_code
+        if path.startswith("/api/") and response.status_code == 400:
+            assert response.get_json()["error"]["code"] == "invalid_parameter"
+        response.close()
+    return statuses
+
+
+@pytest.mark.parametrize("path", API_LISTS)
+def test_api_reads_answer_hostile_queries_with_a_4xx_or_an_answer(client, auth_headers, path):
+    client.post("/api/v1/activities", json=event(conversation_id="c1", priority="low"), headers=auth_headers)
+    wrong = {q: s for q, s in answers(client, path, auth_headers).items() if s not in (200, 400)}
+    assert not wrong
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_answer_hostile_queries_with_a_4xx_or_a_page(signed_in, path):
+    wrong = {q: s for q, s in answers(signed_in, path).items() if s not in (200, 400)}
+    assert not wrong
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_past_the_calendar_names_the_parameter(client, auth_headers, moment):
+    response = client.get("/api/v1/activities", query_string={"since": moment}, headers=auth_headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"][0]["field"] == "since"
+    response = client.get("/api/v1/activities", query_string={"cursor": cursor_at(moment)}, headers=auth_headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"][0]["field"] == "cursor"
 
 
 @pytest.mark.parametrize("digits", UNICODE_DIGITS)
