@@ -32,6 +32,8 @@ def queries():
         yield f"cursor={cursor_at(moment)}"
     for digits in UNICODE_DIGITS:
         yield f"limit={digits}"
+    yield "priority=low&read=true&since=2000-01-01T00:00:00Z&limit=20"  # found by schemathesis
+    yield "read=false"
 
 
 @pytest.fixture
@@ -80,6 +82,13 @@ def test_unicode_digits_are_not_a_limit(client, auth_headers, digits):
     response = client.get("/api/v1/activities", query_string={"limit": digits}, headers=auth_headers)
     assert response.status_code == 400
     assert response.get_json()["error"]["details"][0]["field"] == "limit"
+
+
+def test_conversations_filter_by_the_callers_read_state(client, auth_headers):
+    client.post("/api/v1/activities", json=event(conversation_id="c1", priority="low"), headers=auth_headers)
+    unread = client.get("/api/v1/conversations?read=false", headers=auth_headers).get_json()["items"]
+    read = client.get("/api/v1/conversations?read=true", headers=auth_headers).get_json()["items"]
+    assert [c["id"] for c in unread] == ["c1"] and read == []
 
 
 @pytest.mark.parametrize("header", ["t=²,v1=00", "t=¹²³,v1=00", "t=1²,v1=00", "t=,v1=00", "t=1e9,v1=00", "t=-5,v1=00"])

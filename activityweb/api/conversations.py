@@ -15,7 +15,8 @@ from . import bp
 @require("read")
 def list_conversations():
     flt = parse_filter(request.args)
-    found = store.recent_conversations(g.principal.tenant_id, flt, limit=parse_limit(request.args, 20, 100))
+    found = store.recent_conversations(g.principal.tenant_id, flt, limit=parse_limit(request.args, 20, 100),
+                                      reader=store.reader_of(g.principal))
     return jsonify({"items": [summary_json(s) for s in found]})
 
 

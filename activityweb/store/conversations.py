@@ -55,9 +55,11 @@ def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | No
     return Timeline.of(conversation_id, events, truncated) if events else None
 
 
-def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -> list[ConversationSummary]:
+def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20,
+                         reader=None) -> list[ConversationSummary]:
     """The conversations most recently active among the events `flt` matches,
-    newest first, each summarised over all of its events.
+    newest first, each summarised over all of its events (`reader`: whose
+    read state a `read` filter means).
 
     Finds them among the newest RECENT_CONVERSATION_SCAN matching events (a
     bounded read of the feed index) rather than grouping the whole table.
@@ -65,7 +67,7 @@ def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -
     c = activities.c
     newest = apply_filter(
         sa.select(c.conversation_id, c.occurred_at).where(c.tenant_id == tenant_id, c.conversation_id.is_not(None)),
-        flt,
+        flt, reader,
     ).order_by(*FEED_ORDER).limit(RECENT_CONVERSATION_SCAN).subquery()
     ids = [row[0] for row in db.session.execute(
         sa.select(newest.c.conversation_id).group_by(newest.c.conversation_id)

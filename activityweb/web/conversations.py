@@ -10,13 +10,14 @@ from ..filters import parse_filter
 from ..ids import uuid7_floor
 from ..models import utcnow
 from . import bp
+from .reading import web_reader
 
 
 @bp.get("/conversations")
 def conversations():
     principal = web_principal()
     flt = parse_filter(request.args, strict=False)
-    found = store.recent_conversations(principal.tenant_id, flt, limit=50)
+    found = store.recent_conversations(principal.tenant_id, flt, limit=50, reader=web_reader())
     return render_template("conversations/index.html", conversations=found, flt=flt)
 
 
