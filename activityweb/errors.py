@@ -14,10 +14,28 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy.exc
 from flask import g, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from .extensions import db
+
 log = logging.getLogger(__name__)
+
+# How long a client should wait before trying again when the database is away.
+UNAVAILABLE_RETRY_AFTER = 2
+# What a database that is away (down, restarting, unreachable, its pool
+# exhausted) raises. A fault of ours (bad SQL, a constraint) raises other
+# DBAPIError subclasses and stays a 500.
+DATABASE_AWAY = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+                 sqlalchemy.exc.DisconnectionError)
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (rather than that our query is wrong)."""
+    if isinstance(exc, DATABASE_AWAY):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
 
 
 class InvalidQuery(ValueError):
@@ -93,7 +111,8 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     else:
         g.error_page = True  # no header figures: the database may be what failed (web/context.py)
         response = make_response(render_template("error.html", status=status, code=code, message=message,
-                                                  details=details or []))
+                                                  details=details or [],
+                                                  retry_after=(headers or {}).get("Retry-After")))
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -122,6 +141,19 @@ def register_error_handlers(app) -> None:
     def handle_invalid_query(exc: InvalidQuery):
         return error_response(400, "invalid_parameter", exc.message, exc.details)
 
+    def handle_database_away(exc: Exception):
+        """A 503 the client may retry: nothing was stored (the transaction did not commit)."""
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone; the pool replaces it
+            pass
+        g.database_away = True
+        return error_response(503, "unavailable", "The database is unavailable; nothing was stored or changed. "
+                              f"Try again in {UNAVAILABLE_RETRY_AFTER} seconds.",
+                              headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
         status = exc.code or 500
@@ -135,5 +167,7 @@ def register_error_handlers(app) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
+        if database_away(exc):
+            return handle_database_away(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")

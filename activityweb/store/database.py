@@ -27,7 +27,9 @@ def _sqlite_pragmas(dbapi_connection, _record):
 def _engine_options(uri: str) -> dict:
     if uri.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
-    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+    # A database host that drops packets must cost a request seconds, not the
+    # kernel's minutes of SYN retries: the request then answers 503 (errors.py).
+    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800, "connect_args": {"connect_timeout": 5}}
 
 
 def init_app(app) -> None:
