@@ -9,6 +9,7 @@ retried by its sender and refused again, and the event is lost anyway.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -22,13 +23,26 @@ from .redact import MASK, Redactor
 # Deeper JSON is replaced by a marker: nothing readable lives that deep, and
 # every walk over it stays far from Python's recursion limit.
 MAX_DEPTH = 32
-MAX_ITEMS = 100
+MAX_ITEMS = 100  # keys of an object, items of a list
+# Text one payload's walk looks at in all (and hands to the redactor).
+MAX_TOTAL_CHARS = 256 * 1024
+# A body with more of these (an upper bound on its keys and items) is not
+# parsed into Python objects: 260,000 keys took 0.2 s of CPU to parse alone,
+# during which a gevent worker answers nothing else.
+MAX_JSON_TOKENS = 40_000
 # `data` is validated against MAX_DATA_BYTES; leave room for what a
 # normaliser adds after fitting.
 DATA_BUDGET = MAX_DATA_BYTES - 2048
 _SPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def json_tokens(body: bytes) -> int:
+    """An upper bound on the keys and items of a JSON body, counted at C speed
+    (commas and colons inside strings count too)."""
+    return body.count(b",") + body.count(b":")
 
 
 def parse_json(body: bytes):
@@ -59,7 +73,7 @@ def one_line(value, limit: int) -> str | None:
     if value is None or isinstance(value, (dict, list)):
         return None
     # Only the start can show: a megabyte of text costs no more than a line.
-    text = _SPACE.sub(" ", str(value)[: limit * 4 + 256].replace("\x00", "")).strip()
+    text = _SPACE.sub(" ", clean(str(value)[: limit * 4 + 256])).strip()
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -69,35 +83,64 @@ def clip(value, limit: int) -> str | None:
     """Text for a summary: line breaks kept, NUL removed, cut with an ellipsis."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    text = str(value)[: limit + 256].replace("\x00", "").strip()
+    text = clean(str(value)[: limit + 256]).strip()
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def shape(value, *, max_chars: int, redactor: Redactor | None = None, depth: int = 0):
-    """A JSON value made fit to store: NUL removed, secrets masked (with a
-    `redactor`), strings over `max_chars` cut, lists over MAX_ITEMS shortened,
-    nesting bounded. A cut says how much it left out."""
+class Budget:
+    """How much text one payload's walk may still look at. Shared across the
+    walk, so a payload of many small strings costs no more than one big one."""
+
+    __slots__ = ("chars",)
+
+    def __init__(self, chars: int):
+        self.chars = chars
+
+
+def shape(value, *, max_chars: int, redactor: Redactor | None = None, depth: int = 0, budget: Budget | None = None):
+    """A JSON value made fit to store: NUL and lone surrogates removed,
+    secrets masked (with a `redactor`), strings over `max_chars` cut, objects
+    and lists over MAX_ITEMS shortened, nesting bounded, and at most
+    MAX_TOTAL_CHARS of text looked at in all. Every cut happens before the
+    walk goes on, so the work is bounded whatever was sent. A cut says how
+    much it left out."""
+    if budget is None:
+        budget = Budget(MAX_TOTAL_CHARS)
     if depth >= MAX_DEPTH:
         return "[nested too deep]"
     if isinstance(value, str):
-        return _shape_text(value, max_chars, redactor)
+        if budget.chars <= 0:
+            return f"[{len(value)} characters cut: the payload's text budget is spent]"
+        shaped = _shape_text(value, max_chars, redactor)
+        budget.chars -= min(len(value), max_chars + 512)
+        return shaped
     if isinstance(value, list):
-        items = [shape(v, max_chars=max_chars, redactor=redactor, depth=depth + 1) for v in value[:MAX_ITEMS]]
+        items = [shape(v, max_chars=max_chars, redactor=redactor, depth=depth + 1, budget=budget)
+                 for v in value[:MAX_ITEMS]]
         if len(value) > MAX_ITEMS:
             items.append(f"[{len(value) - MAX_ITEMS} more items cut]")
         return items
     if isinstance(value, dict):
         shaped = {}
-        for key, item in value.items():
-            key = str(key).replace("\x00", "")
+        for key, item in itertools.islice(value.items(), MAX_ITEMS):
+            key = clean(str(key)[:200])
             if redactor is not None and isinstance(item, str) and item and redactor.is_secret_key(key):
                 shaped[key] = MASK
             else:
-                shaped[key] = shape(item, max_chars=max_chars, redactor=redactor, depth=depth + 1)
+                shaped[key] = shape(item, max_chars=max_chars, redactor=redactor, depth=depth + 1, budget=budget)
+        if len(value) > MAX_ITEMS:
+            shaped["[cut]"] = f"{len(value) - MAX_ITEMS} more keys cut"
         return shaped
     return value
+
+
+def clean(text: str) -> str:
+    """Text either database can store: no NUL, and no lone surrogate (JSON's
+    `"\\ud800"` parses to one, which UTF-8 cannot encode)."""
+    text = text.replace("\x00", "")
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _shape_text(text: str, max_chars: int, redactor: Redactor | None) -> str:
@@ -105,7 +148,7 @@ def _shape_text(text: str, max_chars: int, redactor: Redactor | None) -> str:
     # Redact a little beyond the cut, not the whole text: a huge tool output
     # costs no more than a short one, and a secret that straddles the cut is
     # still seen whole (up to the margin) and masked.
-    text = text[: max_chars + 512].replace("\x00", "")
+    text = clean(text[: max_chars + 512])
     if redactor is not None:
         text = redactor.text(text)
     if length > max_chars:
