@@ -87,8 +87,24 @@ def test_github_events_are_mapped(client, tenants):
         activity = response.get_json()["items"][0]
         assert (activity["type"], activity["title"]) == (activity_type, title), name
         assert (activity["source"], activity["tenant"]) == ("github", "acme")
-        assert activity["source_id"] == fixture(f"github/{name}")["headers"]["X-GitHub-Delivery"]
+        recorded = fixture(f"github/{name}")
+        assert activity["source_id"] == github_key(recorded["headers"]["X-GitHub-Event"], recorded["body"])
+        assert activity["data"]["delivery"] == recorded["headers"]["X-GitHub-Delivery"]
         assert activity["actor_id"] == "alice-martin" and activity["project"] == "billing-api"
+
+
+def github_key(event: str, body) -> str:
+    return f"{event}:{hashlib.sha256(json.dumps(body).encode()).hexdigest()}"
+
+
+def test_a_captured_github_body_replayed_under_a_new_delivery_id_is_a_duplicate(client, tenants):
+    first = github(client, "push")
+    assert first.status_code == 201
+    replay = github(client, "push", **{"X-GitHub-Delivery": "00000000-replayed-0000-000000000000"})
+    assert replay.status_code == 200 and replay.get_json()["duplicates"] == 1
+    assert replay.get_json()["items"][0]["id"] == first.get_json()["items"][0]["id"]
+    # Another event name over the same body is another event.
+    assert github(client, "push", **{"X-GitHub-Event": "ping"}).status_code == 201
 
 
 def test_github_details(client, tenants):

@@ -2,18 +2,21 @@
 
 GitHub signs the raw body with the webhook's secret: `sha256=` and the hex
 HMAC-SHA256. `X-GitHub-Event` names the event; `X-GitHub-Delivery` is a GUID
-that a redelivery keeps, so it is the source_id and a redelivered webhook is
-a duplicate. push, pull_request, issues, release and workflow_run are mapped
+that a redelivery keeps, but it is not signed: a captured body replayed
+under a new GUID would be stored again. So the source_id is the event name
+and a digest of the signed body (a redelivery is the same body, hence a
+duplicate), and the delivery GUID is kept in `data`. push, pull_request, issues, release and workflow_run are mapped
 to readable activities; any other event is recorded generically as
 `github.<event>[.<action>]` with its payload in `data`.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping
 
 from ..auth import Principal
 from ..errors import invalid_body
-from .shaping import as_data, build_event, clip, dig, digest, one_line, parse_json, parse_moment, snake
+from .shaping import as_data, build_event, clip, dig, one_line, parse_json, parse_moment, snake
 from .signing import find_signer, hmac_sha256, invalid_signature, same
 
 SOURCE = "github"
@@ -42,9 +45,16 @@ def events(headers: Mapping[str, str], body: bytes) -> list[dict]:
     if not isinstance(payload, dict):
         raise invalid_body("A GitHub webhook body is a JSON object.", "expected an object")
     event = snake(headers.get("X-GitHub-Event") or "unknown")
-    delivery = one_line(headers.get("X-GitHub-Delivery"), 150) or digest(payload)
+    delivery = one_line(headers.get("X-GitHub-Delivery"), 150)
     fields = {**_common(payload), **MAPPERS.get(event, _other)(event, payload)}
-    return [build_event(source=SOURCE, source_id=delivery, **fields)]
+    fields["data"] = {**fields.get("data", {}), "delivery": delivery}
+    return [build_event(source=SOURCE, source_id=signed_body_key(event, body), **fields)]
+
+
+def signed_body_key(event: str, body: bytes) -> str:
+    """The idempotency key of a delivery: what the signature covers (the body),
+    with the event name (the one header a mapping reads)."""
+    return f"{event}:{hashlib.sha256(body).hexdigest()}"
 
 
 def _common(p: dict) -> dict:
