@@ -12,7 +12,7 @@ from . import live, security, store
 from .api import bp as api_bp
 from .api.streams import ws_bp as activity_socket_bp
 from .cli import register_commands
-from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env
+from .config import INSTANCE_DIR, PROJECT_ROOT, check_production, from_env, is_production
 from .errors import register_error_handlers
 from .extensions import db, migrate, sock
 from .health import bp as health_bp
@@ -44,6 +44,8 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     check_production(app.config)
+    if app.config.get("SESSION_COOKIE_SECURE") is None:
+        app.config["SESSION_COOKIE_SECURE"] = is_production(app.config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _dev_secret_key()
     # Pings every 25 s keep idle sockets through proxies and find dead peers.

@@ -55,11 +55,38 @@ def database_uri(url: str | None) -> str:
     return url
 
 
+ENVIRONMENTS = ("development", "production")
+# HMAC-signed sessions are only as strong as their key.
+MIN_SECRET_KEY = 32
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def env_name() -> str:
+    """ACTIVITYWEB_ENV, in any case; anything but a known name stops the app, so
+    `prod` or a typo cannot start production with development's defaults."""
+    raw = os.environ.get("ACTIVITYWEB_ENV", "").strip().lower() or "development"
+    if raw not in ENVIRONMENTS:
+        raise ConfigError(f"ACTIVITYWEB_ENV is one of {', '.join(ENVIRONMENTS)} (any case), not {raw!r}; "
+                          "refusing to start.")
+    return raw
+
+
+def env_list(name: str, default: tuple[str, ...] = ()) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return list(default)
+    return [item.strip().lower() for item in value.split(",") if item.strip()]
+
+
+def is_production(config) -> bool:
+    return str(config.get("ENV_NAME") or "").strip().lower() == "production"
+
+
 def from_env() -> dict:
     """The settings of this process, as a plain dict `create_app` can override."""
-    env_name = os.environ.get("ACTIVITYWEB_ENV", "development")
+    env = env_name()
     return {
-        "ENV_NAME": env_name,
+        "ENV_NAME": env,
         "SECRET_KEY": os.environ.get("SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_uri(os.environ.get("DATABASE_URL")),
         # Local mode: requests without credentials act as the `default`
@@ -74,6 +101,9 @@ def from_env() -> dict:
         "LIVE_MAX_PENDING": env_int("ACTIVITYWEB_LIVE_MAX_PENDING", 2000),
         # How long such a client may then take to drain a blocked write before it is cut off.
         "LIVE_STUCK_SECONDS": 10.0,
+        # Host names this server answers to (a DNS-rebinding page reaches us
+        # under its own name); the host of ACTIVITYWEB_PUBLIC_URL is added.
+        "ALLOWED_HOSTS": env_list("ALLOWED_HOSTS", LOOPBACK_HOSTS),
         "ALLOWED_ORIGINS": [
             o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
         ],
@@ -81,7 +111,9 @@ def from_env() -> dict:
         # Sessions: the cookie is HttpOnly and SameSite=Lax always, Secure in production.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": env_name == "production",
+        # None: Secure exactly when the app is production (create_app decides,
+        # after overrides); set it to force either way.
+        "SESSION_COOKIE_SECURE": None,
         "PERMANENT_SESSION_LIFETIME": env_int("ACTIVITYWEB_SESSION_DAYS", 14) * 86400,
         # A dashboard tab stays open for days: its CSRF token lives as long as the session.
         "WTF_CSRF_TIME_LIMIT": None,
@@ -109,13 +141,26 @@ def from_env() -> dict:
 
 def check_production(config: dict) -> None:
     """Refuse to run production with settings that would make it unsafe."""
-    if config.get("ENV_NAME") != "production":
+    if not is_production(config):
         return
-    if not config.get("SECRET_KEY"):
+    key = config.get("SECRET_KEY") or ""
+    if len(key) < MIN_SECRET_KEY:
         raise ConfigError(
-            "ACTIVITYWEB_ENV=production needs SECRET_KEY set to a long random value; refusing to start."
+            f"ACTIVITYWEB_ENV=production needs SECRET_KEY set to a random value of at least {MIN_SECRET_KEY} "
+            "characters; refusing to start."
         )
     if config.get("LOCAL_MODE"):
         raise ConfigError(
             "ACTIVITYWEB_LOCAL_MODE lets anyone act as the default tenant; refusing to start in production."
         )
+
+
+def check_local_bind(config: dict, bind) -> None:
+    """Local mode lets anyone who reaches the server act as the default tenant:
+    refuse to serve it on anything but loopback."""
+    if not config.get("LOCAL_MODE"):
+        return
+    for address in [bind] if isinstance(bind, str) else list(bind or []):
+        host = address.rsplit(":", 1)[0] if not address.startswith("[") else address[: address.find("]") + 1]
+        if host.lower() not in LOOPBACK_HOSTS and not host.startswith("127."):
+            raise ConfigError(f"ACTIVITYWEB_LOCAL_MODE serves only loopback; bound to {address!r}; refusing to start.")

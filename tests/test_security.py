@@ -49,8 +49,9 @@ def test_next_is_never_another_site(client, make_user):
         assert response.headers["Location"] == expected
 
 
-def test_session_cookie_is_secure_in_production(backend, tmp_path, request):
-    app = make_app(backend, tmp_path, request, ENV_NAME="production", SESSION_COOKIE_SECURE=True)
+@pytest.mark.parametrize("env_name", ["production", "Production", " PRODUCTION "])
+def test_session_cookie_is_secure_in_production_by_default(backend, tmp_path, request, env_name):
+    app = make_app(backend, tmp_path, request, ENV_NAME=env_name, SECRET_KEY="k" * 40)
     try:
         from activityweb import auth, store
 
@@ -205,7 +206,14 @@ def test_sign_in_is_rate_limited(backend, tmp_path, request):
 
 @pytest.mark.parametrize("env, message", [
     ({}, "SECRET_KEY"),
+    ({"SECRET_KEY": "k"}, "at least 32 characters"),
+    ({"SECRET_KEY": "k" * 31}, "at least 32 characters"),
     ({"SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_LOCAL_MODE"),
+    ({"ACTIVITYWEB_ENV": "Production", "SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"},
+     "ACTIVITYWEB_LOCAL_MODE"),
+    ({"ACTIVITYWEB_ENV": "PRODUCTION", "SECRET_KEY": "short"}, "SECRET_KEY"),
+    ({"ACTIVITYWEB_ENV": "prod", "SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_ENV"),
+    ({"ACTIVITYWEB_ENV": "staging"}, "ACTIVITYWEB_ENV"),
 ])
 def test_production_refuses_unsafe_settings_in_one_line(env, message):
     base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ACTIVITYWEB_LOCAL_MODE")}
@@ -214,6 +222,15 @@ def test_production_refuses_unsafe_settings_in_one_line(env, message):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "refusing to start" in lines[0]
+
+
+def test_local_mode_gunicorn_refuses_to_bind_beyond_loopback():
+    env = {**os.environ, "ACTIVITYWEB_LOCAL_MODE": "1", "SECRET_KEY": "k" * 40}
+    env.pop("ACTIVITYWEB_ENV", None)
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:0",
+                             "wsgi:app"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "serves only loopback" in result.stderr and "refusing to start" in result.stderr
 
 
 def test_production_starts_with_a_secret_key():
