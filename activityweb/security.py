@@ -5,10 +5,15 @@ browser and the network side safe by default.
 """
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 
-from .auth import bearer_secret, hash_token
+from .auth import allowed_origins, bearer_secret, hash_token
+from .config import is_production
+from .errors import ApiError
 from .extensions import csrf, limiter
 
 # No inline script or style anywhere (templates use static files only), no
@@ -34,7 +39,7 @@ def set_security_headers(response):
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if current_app.config.get("ENV_NAME") == "production":
+    if is_production(current_app.config):
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
 
@@ -63,7 +68,77 @@ def login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
 
 
+# ------------------------------------------------------- hosts and origins
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A load balancer probes by address, whatever our name; they reveal nothing.
+PROBES = frozenset({"/healthz", "/readyz"})
+
+
+def hostname(host: str) -> str:
+    """A Host header without its port, lower case: `[::1]:5000` -> `[::1]`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(config) -> set[str]:
+    hosts = {hostname(h) for h in config.get("ALLOWED_HOSTS") or ()}
+    if config.get("PUBLIC_URL"):
+        hosts.add(hostname(urlsplit(config["PUBLIC_URL"]).netloc))
+    return hosts
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((address or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_request_origin() -> None:
+    """Before every request: the Host must be one we serve (a DNS-rebinding
+    page comes in under its own name); in local mode, the client must be on
+    this machine; and a browser's state-changing request must come from a page
+    of ours (Origin), whatever its credentials."""
+    config = current_app.config
+    if request.path in PROBES:
+        return
+    if hostname(request.host) not in allowed_hosts(config):
+        raise ApiError(400, "unknown_host", f"This server does not answer to {hostname(request.host)!r}; "
+                       "add it to ALLOWED_HOSTS.")
+    if config.get("LOCAL_MODE") and not is_loopback(request.remote_addr):
+        raise ApiError(403, "forbidden", "Local mode answers only this machine.")
+    origin = request.headers.get("Origin")
+    if request.method not in SAFE_METHODS and origin is not None:
+        if origin.rstrip("/") not in allowed_origins():
+            raise ApiError(403, "cross_origin", f"Origin {origin!r} may not send requests here.")
+
+
+JSON_TYPES = ("application/json",)
+
+
+def require_json_body() -> None:
+    """A JSON endpoint takes a body only as `application/json` (or `+json`):
+    a form post from another site is a "simple request" that needs no CORS
+    preflight, and must not be read as an event."""
+    if request.method in SAFE_METHODS or not (request.content_length or request.headers.get("Transfer-Encoding")):
+        return
+    mimetype = request.mimetype or ""
+    if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"Send the body as application/json, not {mimetype or 'none'!r}.",
+                       headers={"Accept-Post": "application/json"})
+
+
 def init_app(app, api_blueprint, socket_blueprints) -> None:
+    app.before_request(check_request_origin)
+
+    @app.before_request
+    def api_takes_json():
+        if request.blueprint == api_blueprint.name:
+            require_json_body()
+
     app.after_request(set_security_headers)
     csrf.init_app(app)
     # Bearer tokens are not sent by browsers on their own, so the API and
