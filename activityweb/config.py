@@ -121,7 +121,10 @@ def from_env() -> dict:
         # point RATELIMIT_STORAGE_URI at Redis to share counts between workers.
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "120000 per minute"),
+        # Sign-in: per address and account, per address, per account (security.py).
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_LOGIN_ADDRESS": os.environ.get("RATELIMIT_LOGIN_ADDRESS", "30 per minute"),
+        "RATELIMIT_LOGIN_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "20 per minute"),
         # Behind a reverse proxy, how many X-Forwarded-* hops to trust for the client address.
         "TRUSTED_PROXIES": env_int("ACTIVITYWEB_TRUSTED_PROXIES", 0),
         # Claude Code hooks: tool inputs, tool responses, prompts and other

@@ -53,11 +53,25 @@ def credential_key() -> str:
     return "ip:" + get_remote_address()
 
 
+def _login_email() -> str:
+    return (request.form.get("email") or "").strip().lower()[:254]
+
+
+def login_address_key() -> str:
+    """Sign-in attempts from one address, whatever the account: one address
+    cannot try many accounts."""
+    return f"login-address:{get_remote_address()}"
+
+
+def login_account_key() -> str:
+    """Attempts on one account, whatever the address: many addresses cannot
+    share the guessing of one password."""
+    return f"login-account:{_login_email()}"
+
+
 def login_key() -> str:
-    """Sign-in attempts count per address and per account, so neither many
-    accounts from one address nor one account from many addresses is free."""
-    email = (request.form.get("email") or "").strip().lower()[:254]
-    return f"login:{get_remote_address()}:{email}"
+    """Attempts of one address on one account: the tightest of the three."""
+    return f"login:{get_remote_address()}:{_login_email()}"
 
 
 def api_limit() -> str:
@@ -66,6 +80,14 @@ def api_limit() -> str:
 
 def login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
+
+
+def login_address_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN_ADDRESS"]
+
+
+def login_account_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN_ACCOUNT"]
 
 
 # ------------------------------------------------------- hosts and origins

@@ -190,6 +190,38 @@ def test_api_rate_limit_answers_429_with_retry_after(backend, tmp_path, request,
         teardown_app(app)
 
 
+def login_attempts(client, token, pairs):
+    return [client.post("/login", data={"email": email, "password": "x", "csrf_token": token},
+                        environ_base={"REMOTE_ADDR": address}).status_code for address, email in pairs]
+
+
+def test_one_address_cannot_try_many_accounts(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="100 per minute", RATELIMIT_LOGIN_ADDRESS="3 per minute",
+                   RATELIMIT_LOGIN_ACCOUNT="100 per minute")
+    try:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        codes = login_attempts(client, token, [("10.0.0.1", f"u{n}@b.c") for n in range(4)])
+        assert codes == [401, 401, 401, 429]
+        assert login_attempts(client, token, [("10.0.0.2", "u9@b.c")]) == [401]  # another address is not held back
+    finally:
+        teardown_app(app)
+
+
+def test_many_addresses_cannot_share_guessing_one_account(backend, tmp_path, request):
+    app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="100 per minute",
+                   RATELIMIT_LOGIN_ADDRESS="100 per minute", RATELIMIT_LOGIN_ACCOUNT="3 per minute")
+    try:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        codes = login_attempts(client, token, [(f"10.0.1.{n}", "ada@b.c") for n in range(4)])
+        assert codes == [401, 401, 401, 429]
+        assert login_attempts(client, token, [("10.0.1.9", "Ada@B.c ")]) == [429]  # the same account, however typed
+        assert login_attempts(client, token, [("10.0.1.9", "bob@b.c")]) == [401]
+    finally:
+        teardown_app(app)
+
+
 def test_sign_in_is_rate_limited(backend, tmp_path, request):
     app = make_app(backend, tmp_path, request, RATELIMIT_LOGIN="3 per minute")
     try:

@@ -7,7 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from .. import auth, store
 from ..extensions import limiter
-from ..security import login_key, login_limit
+from ..security import (
+    login_account_key,
+    login_account_limit,
+    login_address_key,
+    login_address_limit,
+    login_key,
+    login_limit,
+)
 
 bp = Blueprint("account", __name__)
 
@@ -23,6 +30,8 @@ def safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(login_limit, key_func=login_key, methods=["POST"])
+@limiter.limit(login_address_limit, key_func=login_address_key, methods=["POST"])
+@limiter.limit(login_account_limit, key_func=login_account_key, methods=["POST"])
 def login():
     next_url = safe_next(request.values.get("next"))
     if request.method == "POST":
