@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TEST_KEY_PREFIX = "activityweb-tests"
 TABLES = ("activities", "api_tokens", "integration_secrets", "memberships", "users", "tenants")
 
 
@@ -91,7 +92,9 @@ def pg_migrated(pg_url):
 
 
 def config_for(backend: str, tmp_path, request) -> dict:
-    config = {"TESTING": True, "LOCAL_MODE": False, "SECRET_KEY": "test-secret"}
+    # Rate-limit counts go under a prefix of the tests' own (a Redis server
+    # may hold others'); the limiter keeps the first app's prefix.
+    config = {"TESTING": True, "LOCAL_MODE": False, "SECRET_KEY": "test-secret", "RATELIMIT_KEY_PREFIX": TEST_KEY_PREFIX}
     if backend == "sqlite":
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'test.db'}"
     else:
