@@ -157,13 +157,20 @@ def test_each_user_reads_for_themselves(app, client, make_user, make_token):
     assert client.post(f"/activities/{ids[1]}/read", headers={"X-CSRFToken": token}).status_code == 404
 
 
-def test_opening_an_event_reads_it(app, client, make_user, make_token):
+def test_opening_an_event_changes_nothing_until_its_page_posts(app, client, make_user, make_token):
     make_user()
     [one] = post(client, make_token("acme", "ingest"), event(title="open me"))
     sign_in(client, "ada@example.com")
     assert unread_on_page(client.get("/").get_data(as_text=True)) == [one]
-    client.get(f"/activities/{one}")
+    page = client.get(f"/activities/{one}").get_data(as_text=True)
+    assert unread_on_page(client.get("/").get_data(as_text=True)) == [one], "a GET marked the event read"
+    # The page marks it with a CSRF-checked POST once shown.
+    mark = re.search(r'hx-post="([^"]+)" hx-trigger="load"', page).group(1)
+    assert mark == f"/activities/{one}/read"
+    assert client.post(mark).status_code == 400  # no CSRF token: refused
+    assert client.post(mark, headers={"X-CSRFToken": csrf_from(page), "HX-Request": "true"}).status_code == 200
     assert unread_on_page(client.get("/").get_data(as_text=True)) == []
+    assert 'hx-trigger="load"' not in client.get(f"/activities/{one}").get_data(as_text=True)
 
 
 def test_mark_all_read_marks_what_the_filter_shows(app, client, make_user, make_token):

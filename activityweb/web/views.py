@@ -55,7 +55,11 @@ def export():
 
 @bp.get("/activities/<activity_id>")
 def activity(activity_id: str):
-    found = store.mark_read(web_reader(), activity_id)  # opening an event reads it, as in mail
+    """One event. A GET changes nothing (a prefetch, a crawler or another
+    site's <img> must not mark anything read): the page, once shown, marks it
+    read with a POST (CSRF-checked), as opening a mail does."""
+    principal = web_principal()
+    found = store.get_activity(principal.tenant_id, activity_id)
     if found is None:
         abort(404, "No such activity in this tenant.")
-    return render_template("activities/detail.html", a=found)
+    return render_template("activities/detail.html", a=found, unread=bool(web_reader().unread_among([found["id"]])))
