@@ -99,6 +99,9 @@ def test_tokens_page_creates_shows_once_and_revokes(client, make_user):
     assert client.post("/api/v1/activities", json=event(), headers=api).status_code == 201
     assert "never" not in client.get("/settings/tokens").get_data(as_text=True)  # last use is shown
     token_id = listing.split('id="token-')[1].split('"')[0]
+    # Without the CSRF token, a revoke (from another site's form) changes nothing.
+    assert client.post(f"/settings/tokens/{token_id}/revoke").status_code == 400
+    assert client.post("/api/v1/activities", json=event(), headers=api).status_code == 201
     assert client.post(f"/settings/tokens/{token_id}/revoke", data={"csrf_token": token}).status_code == 302
     assert client.get("/api/v1/activities", headers=api).status_code == 401
     assert "revoked" in client.get("/settings/tokens").get_data(as_text=True)
