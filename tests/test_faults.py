@@ -186,3 +186,65 @@ def test_a_ten_second_database_cut_under_load_loses_nothing_and_answers_503(pg_p
         assert sorted(a["title"] for a in hooks) == sorted([f"hook {n}" for n in range(5)] + ["hook after"])
     finally:
         teardown_app(app)
+
+
+@pytest.mark.server
+def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_event(pg_migrated, tmp_path, request):
+    import psutil
+
+    app = make_app("postgresql", tmp_path, request)
+    try:
+        from activityweb import auth, store
+
+        with app.app_context():
+            tenant = store.get_or_create_tenant("acme")
+            tenant_id = tenant.id
+            _, secret = auth.create_token(tenant, "t", ["ingest"])
+        env = dict(os.environ, DATABASE_URL=pg_migrated, SECRET_KEY="k" * 40, LOG_LEVEL="warning")
+        env.pop("ACTIVITYWEB_LOCAL_MODE", None)
+        headers = {"Authorization": f"Bearer {secret}"}
+        with gunicorn("wsgi:app", env, workers=2) as (base, master):
+            acknowledged: set[str] = set()
+            failures = collections.Counter()
+            stop = threading.Event()
+            numbers = itertools.count()
+
+            def post_forever(batch: bool):
+                while not stop.is_set():
+                    ids = [f"k-{next(numbers)}" for _ in range(5 if batch else 1)]
+                    body = [event(source_id=i) for i in ids] if batch else event(source_id=ids[0])
+                    try:
+                        # A connection each: the kernel spreads them over both workers.
+                        response = requests.post(base + "/api/v1/activities", json=body,
+                                                 headers={**headers, "Connection": "close"}, timeout=10)
+                    except requests.RequestException:
+                        failures["connection"] += 1  # in flight on the killed worker: not acknowledged
+                        continue
+                    if response.status_code in (200, 201):
+                        acknowledged.update(ids)
+                    else:
+                        failures[response.status_code] += 1
+
+            posters = [threading.Thread(target=post_forever, args=(n % 2 == 1,)) for n in range(6)]
+            for thread in posters:
+                thread.start()
+            workers = psutil.Process(master.pid).children()
+            assert len(workers) == 2
+            for victim in workers:
+                before = len(acknowledged)
+                wait_for(lambda: len(acknowledged) >= before + 200, seconds=30, what="load before the kill")
+                victim.kill()  # SIGKILL: no cleanup, no graceful shutdown
+                victim.wait(10)
+                wait_for(lambda: len(psutil.Process(master.pid).children()) == 2, seconds=30,
+                         what="gunicorn to replace the killed worker")
+            after_kill = len(acknowledged)
+            wait_for(lambda: len(acknowledged) >= after_kill + 200, seconds=30, what="load after the kills")
+            stop.set()
+            for thread in posters:
+                thread.join(15)
+        stored_ids = count_by_source_id(app, tenant_id)
+        print(f"acknowledged {len(acknowledged)}, stored {len(stored_ids)}, failed requests {dict(failures)}")
+        assert not acknowledged - set(stored_ids), f"{len(acknowledged - set(stored_ids))} acknowledged events lost"
+        assert set(failures) <= {"connection", 502, 503}, failures
+    finally:
+        teardown_app(app)
