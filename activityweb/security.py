@@ -125,6 +125,8 @@ def check_request_origin() -> None:
     this machine; and a browser's state-changing request must come from a page
     of ours (Origin), whatever its credentials."""
     config = current_app.config
+    if "\x00" in request.path:  # no id of ours holds NUL, and PostgreSQL text cannot
+        raise ApiError(404, "not_found", "No such resource.")
     if request.path in PROBES:
         return
     if hostname(request.host) not in allowed_hosts(config):

@@ -105,3 +105,14 @@ def test_a_hubspot_timestamp_that_is_not_ascii_digits_is_a_401(client, timestamp
         "X-HubSpot-Request-Timestamp": timestamp, "X-HubSpot-Signature-v3": "x", "Content-Type": "application/json"})
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/conversations/%00", "/api/v1/conversations/a%00b", "/api/v1/activities/%00",
+                                  "/api/v1/activities/%00/read"])
+def test_a_nul_in_a_path_is_a_404(client, auth_headers, path):
+    response = client.open(path, method="PATCH" if path.endswith("/read") else "GET", headers=auth_headers)
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_nul_in_a_page_path_is_a_404(signed_in):
+    assert signed_in.get("/conversations/%00").status_code == 404
