@@ -61,6 +61,19 @@ def test_api_reads_answer_hostile_queries_with_a_4xx_or_an_answer(client, auth_h
     assert not wrong
 
 
+def test_the_stream_answers_hostile_queries_before_it_starts(client, auth_headers):
+    """The SSE stream parses its filter before streaming: a bad one is a 400, a good one opens."""
+    statuses = {}
+    for query in queries():
+        if query.startswith("cursor=") or query.startswith("limit="):
+            continue  # not parameters of a stream
+        response = client.get(f"/api/v1/activities/stream?{query}", headers=auth_headers, buffered=False)
+        statuses[query] = response.status_code
+        response.close()
+    assert set(statuses.values()) <= {200, 400}, statuses
+    assert statuses["since=0001-01-01T00:00:00%2B01:00"] == 400
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_pages_answer_hostile_queries_with_a_4xx_or_a_page(signed_in, path):
     wrong = {q: s for q, s in answers(signed_in, path).items() if s not in (200, 400)}
