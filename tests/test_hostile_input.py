@@ -129,3 +129,31 @@ def test_a_nul_in_a_path_is_a_404(client, auth_headers, path):
 
 def test_a_nul_in_a_page_path_is_a_404(signed_in):
     assert signed_in.get("/conversations/%00").status_code == 404
+
+
+def test_a_nul_in_a_sign_in_form_is_a_400(client, make_user):
+    from conftest import csrf_from
+
+    make_user("nul@example.com")
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": "nul\x00@example.com", "password": "x", "csrf_token": token})
+    assert response.status_code == 400
+
+
+def test_a_nul_in_a_token_name_or_query_value_is_a_400(client, make_user, auth_headers):
+    from conftest import csrf_from
+
+    sign_in(client, make_user("admin-nul@example.com", "acme", "admin"))
+    token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
+    response = client.post("/settings/tokens", data={"name": "a\x00b", "scopes": ["read"], "csrf_token": token})
+    assert response.status_code == 400
+    assert client.get("/api/v1/activities/export?format=%00", headers=auth_headers).status_code == 400
+
+
+def test_a_token_id_beyond_an_integer_is_a_404(client, make_user):
+    from conftest import csrf_from
+
+    sign_in(client, make_user("admin-big@example.com", "acme", "admin"))
+    token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
+    response = client.post("/settings/tokens/99999999999999999999999/revoke", data={"csrf_token": token})
+    assert response.status_code == 404

@@ -81,7 +81,7 @@ def create_token():
     return response, 201, {"Cache-Control": "no-store"}
 
 
-@bp.post("/settings/tokens/<int:token_id>/revoke")
+@bp.post("/settings/tokens/<int(max=2147483647):token_id>/revoke")  # an id beyond INTEGER is no token
 def revoke_token(token_id: int):
     principal = auth.web_principal()
     auth.require_admin(principal)
