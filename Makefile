@@ -7,7 +7,7 @@ export FLASK_APP := wsgi
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: install run test migrate seed bench clean
+.PHONY: install run test migrate seed bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+# schemathesis against the served OpenAPI document on PostgreSQL (scripts/fuzz.py).
+fuzz: install
+	$(BIN)/python scripts/fuzz.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

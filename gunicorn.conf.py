@@ -11,14 +11,22 @@ import sys
 # Refuse unsafe production settings here, in the master, with one line.
 # (activityweb.config imports only the standard library: nothing here may
 # import psycopg or the app before the workers' gevent patching.)
-from activityweb.config import ConfigError, check_production, from_env
-
-try:
-    check_production(from_env())
-except ConfigError as exc:
-    sys.exit(f"activityweb: {exc}")
+from activityweb.config import ConfigError, check_local_bind, check_production, from_env
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+
+
+def on_starting(server):
+    """Refuse unsafe settings in the master, with one line, once the bind
+    (config file, environment or --bind) is known."""
+    try:
+        config = from_env()
+        check_production(config)
+        check_local_bind(config, server.cfg.bind)
+    except ConfigError as exc:
+        sys.exit(f"activityweb: {exc}")
+
+
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
 # Open sockets per worker: dashboards and streams are long-lived connections.

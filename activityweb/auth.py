@@ -187,6 +187,7 @@ def sign_in(user: User, tenant_id: int | None = None) -> bool:
     session.clear()  # a new session id's worth: nothing of the old one survives
     session["user_id"] = user.id
     session["tenant_id"] = chosen[0]
+    session["session_version"] = user.session_version or 0
     session.permanent = True
     accounts.signed_in(user)
     return True
@@ -200,7 +201,13 @@ def switch_tenant(principal: Principal, tenant_id: int) -> bool:
 
 
 def sign_out() -> None:
+    """End the session, and every copy of its cookie: the user's session
+    version moves on, which ends their sessions in every browser (one
+    version per user; there is no table of sessions)."""
+    user_id = session.get("user_id")
     session.clear()
+    if user_id:
+        accounts.end_sessions(user_id)
 
 
 def session_principal() -> Principal | None:
@@ -210,10 +217,10 @@ def session_principal() -> Principal | None:
     if not user_id or not tenant_id:
         return None
     row = accounts.membership(user_id, tenant_id)
-    if row is None:
-        session.clear()
+    if row is None or row[3] != session.get("session_version"):
+        session.clear()  # not a member any more, or signed out since this session began
         return None
-    role, slug, email = row
+    role, slug, email, _ = row
     return Principal(tenant_id, slug, ROLE_SCOPES[role], user_id=user_id, user_email=email, role=role)
 
 

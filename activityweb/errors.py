@@ -18,8 +18,6 @@ import sqlalchemy.exc
 from flask import g, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from .extensions import db
-
 log = logging.getLogger(__name__)
 
 # How long a client should wait before trying again when the database is away.
@@ -145,9 +143,11 @@ def register_error_handlers(app) -> None:
         """A 503 the client may retry: nothing was stored (the transaction did not commit)."""
         log.warning("database unavailable on %s %s: %s", request.method, request.path,
                     str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+        from . import store  # here: the store imports this module
+
         try:
-            db.session.rollback()
-        except Exception:  # the connection is gone; the pool replaces it
+            store.release()  # roll back and give the broken connection to the pool, which replaces it
+        except Exception:
             pass
         g.database_away = True
         return error_response(503, "unavailable", "The database is unavailable; nothing was stored or changed. "

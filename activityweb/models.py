@@ -115,6 +115,9 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sessions carry the version they began under; signing out increments it
+    # (auth.sign_out), which ends every session of the user, copies included.
+    session_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
     memberships = relationship("Membership", back_populates="user", cascade="all, delete-orphan")
 

@@ -125,6 +125,9 @@ def check_request_origin() -> None:
     this machine; and a browser's state-changing request must come from a page
     of ours (Origin), whatever its credentials."""
     config = current_app.config
+    if "\x00" in request.path:  # no id of ours holds NUL, and PostgreSQL text cannot
+        raise ApiError(404, "not_found", "No such resource.")
+    refuse_nul_in_fields()
     if request.path in PROBES:
         return
     if hostname(request.host) not in allowed_hosts(config):
@@ -138,6 +141,17 @@ def check_request_origin() -> None:
             raise ApiError(403, "cross_origin", f"Origin {origin!r} may not send requests here.")
 
 
+def refuse_nul_in_fields() -> None:
+    """No query or form value of ours may hold NUL, which PostgreSQL text cannot
+    store or compare (a sign-in email or a token name with one was a 500)."""
+    for values in (request.args, request.form if request.mimetype in FORM_TYPES else {}):
+        for key, value in values.items(multi=True) if values else ():
+            if "\x00" in key or "\x00" in value:
+                raise ApiError(400, "invalid_parameter", f"{key.replace(chr(0), '')!r} must not contain NUL.",
+                               [{"field": key.replace("\x00", ""), "message": "must not contain the NUL character"}])
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 JSON_TYPES = ("application/json",)
 
 

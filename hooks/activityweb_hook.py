@@ -27,11 +27,16 @@ import json
 import os
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 ENDPOINT = "/api/v1/integrations/claude-code"
 STAMP = "activityweb_occurred_at"  # read by activityweb/integrations/claude_code.py
+# This run's own id, the event's idempotency key where Claude Code gives none:
+# the spool masks secrets before writing, so a digest of the payload would
+# differ between a send whose answer was lost and its later delivery.
+EVENT_ID = "activityweb_event_id"
 TIMEOUT_SECONDS = 0.8
 BUDGET_SECONDS = 1.0
 # Where the client lies in a checkout of the repository, for a hook run from there uninstalled.
@@ -52,6 +57,7 @@ def main(started: float) -> None:
     if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
         return  # not a hook event: the server would refuse it every time
     payload[STAMP] = datetime.now(timezone.utc).isoformat()
+    payload[EVENT_ID] = uuid.uuid4().hex
     client = load_client()
     url = (os.environ.get("ACTIVITYWEB_URL") or client.DEFAULT_URL).rstrip("/") + ENDPOINT
     token = os.environ.get("ACTIVITYWEB_TOKEN")

@@ -61,6 +61,19 @@ def test_api_reads_answer_hostile_queries_with_a_4xx_or_an_answer(client, auth_h
     assert not wrong
 
 
+def test_the_stream_answers_hostile_queries_before_it_starts(client, auth_headers):
+    """The SSE stream parses its filter before streaming: a bad one is a 400, a good one opens."""
+    statuses = {}
+    for query in queries():
+        if query.startswith("cursor=") or query.startswith("limit="):
+            continue  # not parameters of a stream
+        response = client.get(f"/api/v1/activities/stream?{query}", headers=auth_headers, buffered=False)
+        statuses[query] = response.status_code
+        response.close()
+    assert set(statuses.values()) <= {200, 400}, statuses
+    assert statuses["since=0001-01-01T00:00:00%2B01:00"] == 400
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_pages_answer_hostile_queries_with_a_4xx_or_a_page(signed_in, path):
     wrong = {q: s for q, s in answers(signed_in, path).items() if s not in (200, 400)}
@@ -105,3 +118,42 @@ def test_a_hubspot_timestamp_that_is_not_ascii_digits_is_a_401(client, timestamp
         "X-HubSpot-Request-Timestamp": timestamp, "X-HubSpot-Signature-v3": "x", "Content-Type": "application/json"})
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/conversations/%00", "/api/v1/conversations/a%00b", "/api/v1/activities/%00",
+                                  "/api/v1/activities/%00/read"])
+def test_a_nul_in_a_path_is_a_404(client, auth_headers, path):
+    response = client.open(path, method="PATCH" if path.endswith("/read") else "GET", headers=auth_headers)
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_nul_in_a_page_path_is_a_404(signed_in):
+    assert signed_in.get("/conversations/%00").status_code == 404
+
+
+def test_a_nul_in_a_sign_in_form_is_a_400(client, make_user):
+    from conftest import csrf_from
+
+    make_user("nul@example.com")
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": "nul\x00@example.com", "password": "x", "csrf_token": token})
+    assert response.status_code == 400
+
+
+def test_a_nul_in_a_token_name_or_query_value_is_a_400(client, make_user, auth_headers):
+    from conftest import csrf_from
+
+    sign_in(client, make_user("admin-nul@example.com", "acme", "admin"))
+    token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
+    response = client.post("/settings/tokens", data={"name": "a\x00b", "scopes": ["read"], "csrf_token": token})
+    assert response.status_code == 400
+    assert client.get("/api/v1/activities/export?format=%00", headers=auth_headers).status_code == 400
+
+
+def test_a_token_id_beyond_an_integer_is_a_404(client, make_user):
+    from conftest import csrf_from
+
+    sign_in(client, make_user("admin-big@example.com", "acme", "admin"))
+    token = csrf_from(client.get("/settings/tokens").get_data(as_text=True))
+    response = client.post("/settings/tokens/99999999999999999999999/revoke", data={"csrf_token": token})
+    assert response.status_code == 404

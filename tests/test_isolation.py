@@ -209,3 +209,21 @@ def test_exports_hold_only_the_own_tenant(world, slug):
             found = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", body))
             assert found == mine["ids"], fmt
             assert f"{other(slug)} secret" not in body
+
+
+def test_a_retry_is_answered_with_the_retrying_tenants_own_event(client, make_token):
+    """Two tenants use the same (source, source_id); each one's retry is a
+    duplicate answered with its own event, never the other tenant's (the
+    lookup that answers a duplicate is scoped by tenant)."""
+    acme, globex = make_token("acme", "ingest"), make_token("globex", "ingest")
+    body = {"type": "deploy.done", "title": "Deployed", "source": "ci", "source_id": "run-1"}
+    # Globex first, then Acme: a lookup without the tenant would find both, and answer with the later row.
+    first = {name: client.post("/api/v1/activities", json=body, headers=headers).get_json()
+             for name, headers in (("globex", globex), ("acme", acme))}
+    assert first["acme"]["id"] != first["globex"]["id"]
+    for name, headers in (("acme", acme), ("globex", globex)):
+        retry = client.post("/api/v1/activities", json=body, headers=headers)
+        assert retry.status_code == 200 and retry.get_json()["duplicate"] is True
+        assert retry.get_json()["id"] == first[name]["id"] and retry.get_json()["tenant"] == name
+        batch = client.post("/api/v1/activities", json=[body], headers=headers).get_json()
+        assert batch["items"][0]["id"] == first[name]["id"], name

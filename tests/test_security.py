@@ -38,6 +38,37 @@ def test_sign_in_and_out(client, make_user):
     assert client.get("/").status_code == 302
 
 
+def session_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_works(app, client, make_user):
+    sign_in(client, make_user("copy@example.com"))
+    copied = session_cookie(client)
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/").status_code == 200  # the copy works while the session lives
+    token = csrf_from(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert thief.get("/").status_code == 302, "the copied cookie outlived the sign-out"
+    # Signing in again starts a session under the new version; the old copy stays dead.
+    sign_in(client, "copy@example.com")
+    assert client.get("/").status_code == 200
+    thief.set_cookie("session", copied)
+    assert thief.get("/").status_code == 302
+
+
+def test_signing_out_ends_the_users_sessions_everywhere(app, client, make_user):
+    email = make_user("two@example.com")
+    laptop, phone = client, app.test_client()
+    sign_in(laptop, email)
+    sign_in(phone, email)
+    assert phone.get("/").status_code == 200
+    token = csrf_from(laptop.get("/").get_data(as_text=True))
+    laptop.post("/logout", data={"csrf_token": token})
+    assert phone.get("/").status_code == 302
+
+
 def test_next_is_never_another_site(client, make_user):
     email = make_user()
     for target, expected in (("/activities/x?y=1", "/activities/x?y=1"), ("https://evil.example/", "/"),
@@ -102,6 +133,9 @@ def test_tokens_page_creates_shows_once_and_revokes(client, make_user):
     assert client.post("/api/v1/activities", json=event(), headers=api).status_code == 201
     assert "never" not in client.get("/settings/tokens").get_data(as_text=True)  # last use is shown
     token_id = listing.split('id="token-')[1].split('"')[0]
+    # Without the CSRF token, a revoke (from another site's form) changes nothing.
+    assert client.post(f"/settings/tokens/{token_id}/revoke").status_code == 400
+    assert client.post("/api/v1/activities", json=event(), headers=api).status_code == 201
     assert client.post(f"/settings/tokens/{token_id}/revoke", data={"csrf_token": token}).status_code == 302
     assert client.get("/api/v1/activities", headers=api).status_code == 401
     assert "revoked" in client.get("/settings/tokens").get_data(as_text=True)

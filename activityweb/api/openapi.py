@@ -30,10 +30,13 @@ def _errors(*statuses: int) -> dict:
         403: "The token lacks the needed scope",
         404: "Not found in this tenant",
         413: "Body over 1 MiB",
+        415: "The body is not application/json",
         422: "Invalid event(s)",
         429: "Rate limited; see Retry-After",
+        503: "The database is unavailable (code `unavailable`); retry after Retry-After seconds",
     }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+    # Every operation reads or writes the database, so any may answer 503.
+    return {str(s): _json(_ref("Error"), text[s]) for s in (*statuses, 503)}
 
 
 def filter_parameters() -> list[dict]:
@@ -113,7 +116,7 @@ def paths() -> dict:
                     "201": _json({"oneOf": [_ref("Activity"), _ref("BatchResult")]}, "Stored"),
                     "200": _json({"oneOf": [_ref("Activity"), _ref("BatchResult")]},
                                  "Already stored (idempotent repeat); `duplicate` is true"),
-                    **_errors(400, 401, 403, 413, 422, 429),
+                    **_errors(400, 401, 403, 413, 415, 422, 429),
                 },
             },
             "get": {
@@ -235,7 +238,7 @@ def integration_paths() -> dict:
                     # Empty bodies: Claude Code reads a hook's answer as instructions.
                     "201": {"description": "Stored (empty body)", "headers": stored_headers},
                     "200": {"description": "Already stored: a retried delivery (empty body)", "headers": stored_headers},
-                    **_errors(400, 401, 403, 413, 422),
+                    **_errors(400, 401, 403, 413, 415, 422),
                 },
             }
         },
@@ -294,7 +297,7 @@ def _webhook(summary: str, operation_id: str, description: str, headers: list, b
                 "201": _json(_ref("BatchResult"), "Stored"),
                 "200": _json(_ref("BatchResult"), "Already stored: a redelivery (every item has duplicate: true)"),
                 "401": _json(_ref("Error"), "Missing, stale or invalid signature or secret; nothing stored"),
-                **_errors(400, 413, 422),
+                **_errors(400, 413, 415, 422),
             },
         }
     }

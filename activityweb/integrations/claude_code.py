@@ -59,6 +59,9 @@ SOURCE = "claude_code"
 ENDPOINT = "/api/v1/integrations/claude-code"
 # Set by hooks/activityweb_hook.py: when the hook ran, which is when the event happened.
 STAMP = "activityweb_occurred_at"
+# Set by the hook too: the run's own id, the source_id where the payload has none.
+EVENT_ID = "activityweb_event_id"
+HOOK_FIELDS = (STAMP, EVENT_ID)
 
 EVENT_TYPES = {
     "SessionStart": "claude.session.started",
@@ -135,7 +138,7 @@ def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
 _READ_FIELDS = ("hook_event_name", "session_id", "transcript_path", "cwd", "permission_mode", "tool_name",
                 "tool_use_id", "agent_id", "agent_type", "source", "reason", "error", "error_message",
                 "is_interrupt", "prompt", "last_assistant_message", "error_details", "notification_type", "message",
-                "title", "trigger", "custom_instructions", "compact_summary", STAMP)
+                "title", "trigger", "custom_instructions", "compact_summary", STAMP, EVENT_ID)
 _Scalar = str | int | float | bool | None
 _ToolArguments = create_model("_ToolArguments", __config__=ConfigDict(extra="ignore"),
                               **{argument: (_Scalar, None) for argument, _ in TOOL_ARGUMENTS.values()})
@@ -192,7 +195,7 @@ def to_activity(
     activity_type = EVENT_TYPES.get(name) or f"claude.{snake(name)}"
     occurred_at = parse_moment(payload.get(STAMP)) or datetime.now(timezone.utc)
     # Everything a person reads is built from the masked and cut payload.
-    seen = shape({k: v for k, v in payload.items() if k != STAMP}, max_chars=max_chars, redactor=masker)
+    seen = shape({k: v for k, v in payload.items() if k not in HOOK_FIELDS}, max_chars=max_chars, redactor=masker)
     session = _text(seen, "session_id")
     shared_id = _shared_id(name, payload)
     duration = None
@@ -204,7 +207,7 @@ def to_activity(
         type=activity_type,
         source=SOURCE,
         # Stable across retries of one delivery (see the module docstring).
-        source_id=f"{shared_id[:130]}:{snake(name)}" if shared_id else f"{snake(name)}:{digest(payload)}",
+        source_id=f"{shared_id[:130]}:{snake(name)}" if shared_id else f"{snake(name)}:{_run_id(payload)}",
         session_id=session,
         conversation_id=session,
         sequence=microseconds(occurred_at),
@@ -215,6 +218,14 @@ def to_activity(
         data=fit_data({k: v for k, v in seen.items() if k != "session_id"}),
         **_describe(name, seen),
     )
+
+
+def _run_id(payload: dict) -> str:
+    """The hook run's id (EVENT_ID), else a digest of the payload."""
+    given = payload.get(EVENT_ID)
+    if isinstance(given, str) and 0 < len(given) <= 64 and given.isascii() and given.isalnum():
+        return given
+    return digest(payload)
 
 
 def _shared_id(name: str, payload: dict) -> str | None:

@@ -24,9 +24,16 @@ DEFAULT_PATTERNS = (
     # Authorization headers and bearer tokens.
     r"(?i)authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?(?P<secret>[^\s\"',;]{8,})",
     r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)",
+    # name='quoted value' where the name says it is a secret: all of it, spaces included.
+    r"(?i)(?:passw(?:or)?d|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[\w.-]{0,30}"
+    r"[\"']?\s*[:=]\s*(?P<quote>[\"'])(?P<secret>(?:(?!(?P=quote))[^\n]){1,256})(?P=quote)",
     # name=value and name: value where the name says it is a secret.
     r"(?i)(?:passw(?:or)?d|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[\w.-]{0,30}"
     r"[\"']?\s*[:=]\s*[\"']?(?P<secret>(?!\d+\b)[^\s\"',;&}]{4,})",
+    # "the password is hunter22": prose, so only a value with a digit in it.
+    r"(?i)\b(?:passw(?:or)?d|passwd|secret|token|api[_-]?key)\s+is\s+[\"']?(?P<secret>(?=[^\s\"']*\d)[^\s\"',;]{6,})",
+    # key: value, a bare "key": only a long value of letters and digits, as keys are.
+    r"(?i)\bkey[\"']?\s*[:=]\s*[\"']?(?P<secret>(?=[^\s\"',;&}]*\d)(?=[^\s\"',;&}]*[a-z])[^\s\"',;&}]{12,})",
     # Credentials in URLs: scheme://user:password@host
     r"(?i)\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,256}:(?P<secret>[^\s@/]{1,256})@",
     # Well-known token formats.

@@ -126,10 +126,10 @@ def memberships_of(user_id: int) -> list[tuple[int, str, str]]:
     return [tuple(r) for r in rows]
 
 
-def membership(user_id: int, tenant_id: int) -> tuple[str, str, str] | None:
-    """(role, tenant slug, email) of the user in the tenant, or None if not a member."""
+def membership(user_id: int, tenant_id: int) -> tuple[str, str, str, int] | None:
+    """(role, tenant slug, email, session version) of the user in the tenant, or None if not a member."""
     row = db.session.execute(
-        sa.select(Membership.role, Tenant.slug, User.email)
+        sa.select(Membership.role, Tenant.slug, User.email, User.session_version)
         .join(Tenant, Tenant.id == Membership.tenant_id)
         .join(User, User.id == Membership.user_id)
         .where(Membership.user_id == user_id, Membership.tenant_id == tenant_id)
@@ -139,6 +139,13 @@ def membership(user_id: int, tenant_id: int) -> tuple[str, str, str] | None:
 
 def signed_in(user: User) -> None:
     user.last_login_at = utcnow()
+    db.session.commit()
+
+
+def end_sessions(user_id: int) -> None:
+    """Increment the user's session version: every session begun before ends."""
+    db.session.execute(sa.update(User).where(User.id == user_id)
+                       .values(session_version=User.session_version + 1))
     db.session.commit()
 
 

@@ -29,6 +29,8 @@ import logging
 import os
 import queue
 import random
+import re
+import stat
 import threading
 import time
 import uuid
@@ -136,7 +138,73 @@ def _json_default(value):
     return str(value)
 
 
+# ---------------------------------------------------------------- redaction
+#
+# What is spooled lies on disk, maybe for days: secrets the server would mask
+# are masked before they are written. The same patterns as the server's
+# (activityweb/integrations/redact.py; a test keeps the two equal), copied so
+# this module stays standard library only.
+
+REDACT_MASK = "[REDACTED]"
+REDACT_PATTERNS = (
+    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|[\s\S]*)",
+    r"(?i)authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?(?P<secret>[^\s\"',;]{8,})",
+    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)",
+    r"(?i)(?:passw(?:or)?d|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[\w.-]{0,30}"
+    r"[\"']?\s*[:=]\s*(?P<quote>[\"'])(?P<secret>(?:(?!(?P=quote))[^\n]){1,256})(?P=quote)",
+    r"(?i)(?:passw(?:or)?d|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[\w.-]{0,30}"
+    r"[\"']?\s*[:=]\s*[\"']?(?P<secret>(?!\d+\b)[^\s\"',;&}]{4,})",
+    r"(?i)\b(?:passw(?:or)?d|passwd|secret|token|api[_-]?key)\s+is\s+[\"']?(?P<secret>(?=[^\s\"']*\d)[^\s\"',;]{6,})",
+    r"(?i)\bkey[\"']?\s*[:=]\s*[\"']?(?P<secret>(?=[^\s\"',;&}]*\d)(?=[^\s\"',;&}]*[a-z])[^\s\"',;&}]{12,})",
+    r"(?i)\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,256}:(?P<secret>[^\s@/]{1,256})@",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}",
+    r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    r"\bAIza[0-9A-Za-z_-]{35}",
+    r"\baw_[A-Za-z0-9_-]{40,}",
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+)
+REDACT_SECRET_KEY = (r"(?i)(?:passw(?:or)?d|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|authorization"
+                     r"|credentials?|cookie)$")
+_redact_patterns: list = []
+
+
+def _mask_match(match) -> str:
+    if "secret" not in match.re.groupindex or match.group("secret") is None:
+        return REDACT_MASK
+    start, end = match.span("secret")
+    whole, offset = match.group(0), match.start()
+    return whole[: start - offset] + REDACT_MASK + whole[end - offset:]
+
+
+def redact(value, depth: int = 0):
+    """A JSON value with secrets masked: text by the patterns, and whole values
+    under secret-looking keys. Nesting beyond 64 levels is left as it is."""
+    if not _redact_patterns:
+        _redact_patterns.extend(re.compile(p) for p in REDACT_PATTERNS)
+    if isinstance(value, str):
+        for pattern in _redact_patterns:
+            value = pattern.sub(_mask_match, value)
+        return value
+    if depth > 64:
+        return value
+    if isinstance(value, list):
+        return [redact(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: REDACT_MASK if isinstance(v, str) and v and re.search(REDACT_SECRET_KEY, str(k))
+                else redact(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 # -------------------------------------------------------------------- spool
+
+
+class UnsafeSpool(OSError):
+    """A spool directory others can write to (they could plant a symlink or read
+    what we spool): nothing is written there."""
 
 
 class Spool:
@@ -149,6 +217,11 @@ class Spool:
     lets one process at a time deliver, so each item is normally sent once.
     When the spool is full, new items are dropped: the oldest are kept, so
     what is delivered stays in the order it happened.
+
+    On disk: secrets are masked before an item is written (`redact`); every
+    file is opened with O_NOFOLLOW, so a symlink planted in the directory is
+    never followed; and a directory that is not ours or that others can write
+    to is refused (`UnsafeSpool`).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None):
@@ -157,7 +230,7 @@ class Spool:
 
     def append(self, items: list) -> int:
         """Add items; returns how many fitted."""
-        lines = [_encode(item) + b"\n" for item in items]
+        lines = [_encode(redact(item)) + b"\n" for item in items]
         with self._locked(".lock"):
             size = self.path.stat().st_size if self.path.exists() else 0
             kept = []
@@ -167,7 +240,7 @@ class Spool:
                 kept.append(line)
                 size += len(line)
             if kept:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
                 with os.fdopen(fd, "ab") as spool:
                     spool.write(b"".join(kept))
         if len(kept) < len(lines):
@@ -181,7 +254,7 @@ class Spool:
         with self._locked(".lock"):
             if not self.path.exists():
                 return entries
-            with open(self.path, "rb") as spool:
+            with os.fdopen(os.open(self.path, os.O_RDONLY | _NOFOLLOW), "rb") as spool:
                 for line in spool:
                     if entries and (len(entries) >= max_items or total + len(line) > max_bytes):
                         break
@@ -196,11 +269,15 @@ class Spool:
     def discard(self, nbytes: int) -> None:
         """Remove the first `nbytes` (whole lines that were delivered)."""
         with self._locked(".lock"):
-            with open(self.path, "rb") as spool:
+            with os.fdopen(os.open(self.path, os.O_RDONLY | _NOFOLLOW), "rb") as spool:
                 spool.seek(nbytes)
                 rest = spool.read()
             temporary = self.path.with_suffix(".tmp")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A new file of our own: whatever lies at the name (a crash's
+            # leftover, a planted symlink) is removed, not written through.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(rest)
             os.replace(temporary, self.path)
@@ -220,7 +297,8 @@ class Spool:
     @contextlib.contextmanager
     def _locked(self, suffix: str, blocking: bool = True) -> Iterator[bool]:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(str(self.path) + suffix, os.O_RDWR | os.O_CREAT, 0o600)
+        check_spool_dir(self.path.parent)
+        fd = os.open(str(self.path) + suffix, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
         try:
             if fcntl is not None:
                 try:
@@ -231,6 +309,23 @@ class Spool:
             yield True
         finally:
             os.close(fd)  # releases the lock
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def check_spool_dir(directory: Path) -> None:
+    """Raise UnsafeSpool unless `directory` is ours and only we can write to it."""
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        info = os.stat(directory)  # a symlink to a directory of ours (a moved home) is fine
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeSpool(f"activityweb spool {directory} is not a directory")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise UnsafeSpool(f"activityweb spool {directory} belongs to another user; refusing to use it")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeSpool(f"activityweb spool {directory} is writable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                          "refusing to use it: chmod 700 it")
 
 
 def deliver_spool(spool: Spool, send: Callable[[list], str]) -> bool:
