@@ -40,7 +40,7 @@ TOP = 10
 # The filter fields the rollups can answer (names of `filters.ActivityFilter`).
 ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
 # A scan groups at most this many of the newest matching events.
-SCAN_CAP = 100_000
+SCAN_CAP = 25_000
 # The top actors and entities of the rollup path count this many of the newest matching events.
 TOP_WINDOW = 10_000
 
@@ -249,15 +249,15 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     for pairs in counts.values():
         pairs.sort(key=lambda pair: (-pair[1], (pair[0] is None) == nulls_last, pair[0] or ""))
     total = sum(count for _, count in counts["source"])
-    histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
+    # Histograms per tool ('' for events about no tool), summed once; the
+    # overall one is their sum.
     timed = sa.func.sum(p.c.timed)
-    rows = db.session.execute(sa.union_all(
-        sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram)
-        .where(p.c.timed > 0),
-        sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "", p.c.timed > 0)
-        .group_by(p.c.tool))).all()
-    overall = next(row for row in rows if row[0] is None)  # a UNION ALL keeps no order
-    tools = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP]
+    histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
+    by_tool = db.session.execute(sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram)
+                                 .where(p.c.timed > 0).group_by(p.c.tool)).all()
+    overall = [None, sum(row[1] for row in by_tool), max((row[2] for row in by_tool), default=None),
+               *(sum(column) for column in zip(*(row[3:] for row in by_tool)))]
+    tools = sorted((row for row in by_tool if row[0] != ""), key=lambda row: (-row[1], row[0]))[:TOP]
     return Stats(
         total=total, first_at=first_at, last_at=last_at,
         by_type=counts["type"][:20], by_source=counts["source"], by_status=counts["status"],
@@ -274,11 +274,15 @@ def _first_and_last(tenant_id: int, flt: ActivityFilter, first_hour, last_hour):
     c = activities.c
     first_hour, last_hour = (_as_utc(h) for h in (first_hour, last_hour))
 
-    def within(hour, aggregate):
-        return apply_filter(sa.select(aggregate(c.occurred_at)).where(
-            c.tenant_id == tenant_id, c.occurred_at >= hour, c.occurred_at < hour + HOUR), flt).scalar_subquery()
+    def within(hour, order):
+        # ORDER BY ... LIMIT 1, not min(): the planner then walks the feed
+        # index within the hour instead of a type range's whole index.
+        return apply_filter(sa.select(c.occurred_at).where(
+            c.tenant_id == tenant_id, c.occurred_at >= hour, c.occurred_at < hour + HOUR), flt
+        ).order_by(order).limit(1).scalar_subquery()
 
-    return db.session.execute(sa.select(within(first_hour, sa.func.min), within(last_hour, sa.func.max))).one()
+    return db.session.execute(sa.select(within(first_hour, c.occurred_at),
+                                        within(last_hour, c.occurred_at.desc()))).one()
 
 
 def _from_histogram(row) -> Durations:
