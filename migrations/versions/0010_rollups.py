@@ -6,8 +6,9 @@ Create Date: 2026-12-02
 
 `activity_rollups` counts a tenant's events per hour and (type, source,
 status, priority, tool), with a fixed log-scale histogram of durations in
-d0..d97 (see models.DURATION_BOUNDS and store/rollups.py). Ingest keeps it
-in the same transaction as the events; this migration fills it from the
+d0..d97 (see models.DURATION_BOUNDS and store/rollups.py). On PostgreSQL a
+statement trigger on activities keeps it in each insert's transaction (its
+SQL comes from store/rollups.py); this migration fills it from the
 events already stored, with the statement `flask rollups rebuild` uses (one
 grouped pass over activities).
 
@@ -73,12 +74,17 @@ def upgrade():
         *(sa.Column(name, sa.Integer(), nullable=False, server_default="0") for name in DURATION_COLUMNS),
         sa.PrimaryKeyConstraint("tenant_id", "hour", "type", "source", "status", "priority", "tool", "shard"),
     )
-    from activityweb.store.rollups import recompute
+    from activityweb.store.rollups import pg_trigger_sql, recompute
 
+    if postgres:  # SQLite's writers add their own counts (store/rollups.py)
+        op.execute(pg_trigger_sql())
     recompute(op.get_bind(), None)
     _replace_indexes(OLD_INDEXES, NEW_INDEXES)
 
 
 def downgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER activities_rollup ON activities")
+        op.execute("DROP FUNCTION activities_rollup()")
     _replace_indexes(NEW_INDEXES, OLD_INDEXES)
     op.drop_table("activity_rollups")
