@@ -199,10 +199,12 @@ def test_stats_say_when_the_scan_or_the_top_lists_are_capped(app, client, auth_h
     with app.app_context():
         scanned = store.activity_stats(1, parse_filter(MultiDict([("actor", "u-1")])))
         rolled = store.activity_stats(1, parse_filter(MultiDict()))
-        newest = db.session.execute(sa.select(store.activities.c.occurred_at).order_by(
-            store.activities.c.occurred_at.desc()).offset(29).limit(1)).scalar()
-    assert scanned.path == "scan" and (scanned.total == 40 or scanned.scanned_since is None)
-    assert rolled.path == "rollups" and rolled.total == 100 and rolled.top_lists_since == newest
+        c = store.activities.c
+        newest = db.session.execute(sa.select(c.occurred_at, c.actor_id).order_by(c.occurred_at.desc())).all()
+    # The scan reads the newest 40 events, matching or not, and counts u-1's among them.
+    assert scanned.path == "scan" and scanned.scanned_since == newest[39][0]
+    assert scanned.total == sum(actor == "u-1" for at, actor in newest if at >= newest[39][0])
+    assert rolled.path == "rollups" and rolled.total == 100 and rolled.top_lists_since == newest[29][0]
     assert sum(n for _, _, n in rolled.top_actors) <= 30
 
 

@@ -10,8 +10,8 @@ Two paths, and the answer says which it took (`Stats.path`):
   rollups: they count the latest TOP_WINDOW matching events
   (`top_lists_since` says from when).
 - `scan`: any other filter (a search, an actor, read state...) groups the
-  events themselves, the latest SCAN_CAP of them at most (`scanned_since`
-  says from when, if the cap cut in); percentiles are exact.
+  matching events among the newest SCAN_CAP events at most
+  (`scanned_since` says from when, if the cap cut in); percentiles are exact.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ HOURLY_UP_TO = timedelta(days=3)
 TOP = 10
 # The filter fields the rollups can answer (names of `filters.ActivityFilter`).
 ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
-# A scan groups at most this many of the newest matching events.
-SCAN_CAP = 25_000
+# A scan reads at most this many of the newest events (in the filter's times).
+SCAN_CAP = 20_000
 # The top actors and entities of the rollup path count this many of the newest matching events.
 TOP_WINDOW = 10_000
 
@@ -109,7 +109,10 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
     if use_rollups and {f.name for f, _ in flt.active} <= ROLLUP_FIELDS:
         return _from_rollups(tenant_id, flt, bucket)
     c = activities.c
-    scanned_since = _newest_boundary(tenant_id, flt, reader, SCAN_CAP)
+    # The cap bounds the rows read, not the rows matched: the scan looks at
+    # the newest SCAN_CAP events in the filter's time range, matching or not
+    # (a sparse match would otherwise walk the whole tenant).
+    scanned_since = _newest_boundary(tenant_id, ActivityFilter(since=flt.since, until=flt.until), None, SCAN_CAP)
     if scanned_since is not None:
         flt = replace(flt, since=max(scanned_since, flt.since or scanned_since))
 
