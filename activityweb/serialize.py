@@ -134,8 +134,8 @@ class StatsOut(BaseModel):
     path: Literal["rollups", "scan"] = Field(description="`rollups`: from the hourly rollups (a filter of type, "
                                              "source, status, priority and times only); p50/p95 from a log-scale "
                                              "histogram, within 19 %. `scan`: from the events; percentiles exact.")
-    scanned_since: Moment | None = Field(description="A scan counts the newest 100,000 matching events at most: "
-                                         "the time it stopped at, or null if it saw them all.")
+    scanned_since: Moment | None = Field(description="A scan reads the newest 20,000 events (in since/until) at "
+                                         "most: the time it stopped at, or null if it read them all.")
     top_lists_since: Moment | None = Field(description="From the rollups, the top actors and entities count the "
                                            "newest 10,000 matching events: the time they start at, or null if all.")
 

@@ -90,6 +90,43 @@ def reads(values: dict) -> list[tuple[str, str]]:
     ]
 
 
+def explain_plans(url: str, tenant_id: int, values: dict) -> list[tuple[str, str, float]]:
+    """Each feed filter's first page as the store builds it, EXPLAIN ANALYZEd:
+    the indexes its plan reads and its server-side time."""
+    os.environ["DATABASE_URL"] = url
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from werkzeug.datastructures import MultiDict
+
+    from activityweb import store
+    from activityweb.app import create_app
+    from activityweb.extensions import db
+    from activityweb.filters import parse_filter
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url.replace("postgresql://", "postgresql+psycopg://", 1)})
+    plans = []
+    with app.app_context():
+        connection = db.session.connection()
+        for label, path in reads(values):
+            if not path.startswith("/api/v1/activities?"):
+                continue
+            query = path.split("?", 1)[1].replace("%20", " ")
+            flt = parse_filter(MultiDict([kv.split("=", 1) for kv in query.split("&") if not kv.startswith("limit")]))
+            compiled = store.apply_filter(sa.select(store.activities).where(
+                store.activities.c.tenant_id == tenant_id), flt).order_by(*store.FEED_ORDER).limit(51).compile(
+                db.engine, compile_kwargs={"render_postcompile": True})
+            processors = compiled._bind_processors
+            params = {k: processors[k](v) if k in processors else v for k, v in compiled.params.items()}
+            for _ in range(2):  # the second run, with its pages cached, as the timed reads had them
+                plan = "\n".join(r[0] for r in connection.exec_driver_sql("EXPLAIN ANALYZE " + str(compiled),
+                                                                           params))
+            used = sorted(set(re.findall(r"(?:Index|Index Only|Bitmap Index) Scan(?: Backward)? (?:using|on) (\w+)",
+                                         plan)))
+            ms = float(re.search(r"Execution Time: ([\d.]+) ms", plan).group(1))
+            plans.append((label, ", ".join(used) or "(no index)", ms))
+        db.session.rollback()
+    return plans
+
+
 def page_50(session: requests.Session, base: str) -> float:
     """The 50th page of 50, reached by cursor (the cursor is fetched first, then timed)."""
     url = base + "/api/v1/activities?limit=50"
@@ -134,8 +171,12 @@ def batch_ingest(session: requests.Session, base: str, seconds: float = 8.0) -> 
     return n * 1000 / (time.perf_counter() - started)
 
 
-def storage(url: str) -> dict:
+def storage(url: str, reindex: bool = False) -> dict:
+    """Bytes per event of the table, its indexes and the rollups; `reindex`
+    first packs the indexes (seeding in random time order leaves them ~70 % full)."""
     with psycopg.connect(url, autocommit=True) as conn:
+        if reindex:
+            conn.execute("REINDEX TABLE activities")
         conn.execute("VACUUM ANALYZE activities")
         count = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
         table, total = conn.execute("SELECT pg_table_size('activities'), pg_total_relation_size('activities')"
@@ -187,7 +228,8 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
             ids = dict(conn.execute("SELECT slug, id FROM tenants").fetchall())
-        with gunicorn("wsgi:app", app_env(url), workers=1, extra=("--error-logfile", args.log, "--capture-output")) as (base, _):
+        server_log = ("--error-logfile", args.log, "--capture-output")
+        with gunicorn("wsgi:app", app_env(url), workers=1, extra=server_log) as (base, _):
             for size in sizes:
                 session = requests.Session()
                 session.headers["Authorization"] = f"Bearer {tokens[size]}"
@@ -197,11 +239,15 @@ def main() -> None:
                 timings["/stats page"] = stats_page(url, base, f"t{size}")
                 results[size] = {"ms": timings, "export": export_100k(session, base) if size >= 100_000 else None}
                 print(f"measured {size:,}", flush=True)
+            # Into a tenant of its own: rows at "now" in a measured tenant would
+            # sit in front of every feed walk of the next --keep run.
             largest = sizes[-1]
             session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {tokens[largest]}"
+            session.headers["Authorization"] = f"Bearer {make_token(url, 'ingest', 'ingest,read')}"
             ingest_rate = batch_ingest(session, base)
-        space = storage(url)
+        loose = storage(url)
+        space = storage(url, reindex=True)
+        plans = explain_plans(url, ids[f"t{sizes[-1]}"], sample_values(url, ids[f"t{sizes[-1]}"]))
 
     small = sizes[0]
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; median of 5, ms (ratio to {small:,})\n")
@@ -217,13 +263,19 @@ def main() -> None:
         if results[size]["export"] is not None:
             print(f"\nexport, first 100,000 NDJSON rows of {size:,}: {results[size]['export']:.1f} s "
                   f"({100_000 / results[size]['export']:,.0f} rows/s)")
-    print(f"batch ingest (1,000-event POSTs, 1 client) into the {largest:,} tenant: {ingest_rate:,.0f} events/s")
+    print(f"batch ingest (1,000-event POSTs, 1 client) beside the {largest:,} tenant: {ingest_rate:,.0f} events/s")
     per = space["count"]
-    print(f"\nstorage, {per:,} events: table {space['table'] / per:.0f} B/event, indexes {space['indexes'] / per:.0f} "
-          f"B/event, rollups {space['rollups'] / per:.1f} B/event ({space['rollup_rows']:,} rows); "
+    print(f"\nstorage as seeded: table {loose['table'] / per:.0f} B/event, "
+          f"indexes {loose['indexes'] / per:.0f} B/event")
+    print(f"storage after REINDEX, {per:,} events: table {space['table'] / per:.0f} B/event, "
+          f"indexes {space['indexes'] / per:.0f} B/event, "
+          f"rollups {space['rollups'] / per:.1f} B/event ({space['rollup_rows']:,} rows); "
           f"total {(space['table'] + space['indexes'] + space['rollups']) / per / 1024:.2f} KB/event")
     for name, size in space["per_index"]:
         print(f"  {name:<32} {size / per:6.1f} B/event")
+    print(f"\nfeed filters on the {sizes[-1]:,} tenant: the indexes each plan reads (EXPLAIN ANALYZE)")
+    for label, used, ms in plans:
+        print(f"  {label:<34} {ms:8.1f} ms  {used}")
 
 
 if __name__ == "__main__":

@@ -372,3 +372,28 @@ class SSEReader:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def unmigrated_app(backend: str, tmp_path, request, name: str):
+    """An app on an empty database of its own (PostgreSQL: `<session db>_<name>`,
+    dropped afterwards), for tests that migrate step by step."""
+    config = config_for("sqlite", tmp_path, request)
+    admin = database = None
+    if backend == "postgresql":
+        import psycopg
+
+        url = sa.engine.make_url(request.getfixturevalue("pg_url"))
+        database = f"{url.database}_{name}"
+        admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
+            conn.execute(f'CREATE DATABASE "{database}"')
+        config["SQLALCHEMY_DATABASE_URI"] = url.set(drivername="postgresql+psycopg", database=database
+                                                    ).render_as_string(hide_password=False)
+    try:
+        yield create_app(config)
+    finally:
+        if admin:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

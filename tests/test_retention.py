@@ -142,43 +142,25 @@ def test_the_migration_gives_stored_events_their_expiry(backend, tmp_path, reque
     """Events stored before retention existed expire after their tenant's period (0005 -> 0006)."""
     from flask_migrate import downgrade, upgrade
 
-    from activityweb.app import create_app
-    from conftest import config_for
+    from conftest import unmigrated_app
 
-    config = config_for("sqlite", tmp_path, request)
-    admin = name = None
-    if backend == "postgresql":
-        import psycopg
+    with unmigrated_app(backend, tmp_path, request, "ret") as app, app.app_context():
+        upgrade(revision="0005")
+        db.session.execute(sa.text("INSERT INTO tenants (slug, name, created_at) VALUES ('acme', 'Acme', :t)"),
+                           {"t": NOW})
+        # The model's table, minus expires_at: only the columns given are written.
+        db.session.execute(sa.insert(Activity.__table__).values(
+            id="01900000-0000-7000-8000-000000000001", tenant_id=1, type="a.b", source="api", source_id="x",
+            title="before retention", priority="normal", tags=[], data={},
+            occurred_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), received_at=NOW))
+        db.session.commit()
+        upgrade()
+        row = db.session.execute(sa.select(Activity.occurred_at, Activity.expires_at)).one()
+        assert row.expires_at == row.occurred_at + timedelta(days=365)
+        assert db.session.execute(sa.select(Tenant.retention_days)).scalar_one() == 365
+        db.session.remove()  # our read locks would make the downgrade's ALTER TABLE wait forever
+        downgrade(revision="0005")
+        assert "expires_at" not in {c["name"] for c in sa.inspect(db.engine).get_columns("activities")}
+        db.session.remove()
+        db.engine.dispose()
 
-        url = sa.engine.make_url(request.getfixturevalue("pg_url"))
-        name, admin = url.database + "_ret", url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        config["SQLALCHEMY_DATABASE_URI"] = url.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False)
-    app = create_app(config)
-    try:
-        with app.app_context():
-            upgrade(revision="0005")
-            db.session.execute(sa.text("INSERT INTO tenants (slug, name, created_at) VALUES ('acme', 'Acme', :t)"),
-                               {"t": NOW})
-            # The model's table, minus expires_at: only the columns given are written.
-            db.session.execute(sa.insert(Activity.__table__).values(
-                id="01900000-0000-7000-8000-000000000001", tenant_id=1, type="a.b", source="api", source_id="x",
-                title="before retention", priority="normal", tags=[], data={},
-                occurred_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), received_at=NOW))
-            db.session.commit()
-            upgrade()
-            row = db.session.execute(sa.select(Activity.occurred_at, Activity.expires_at)).one()
-            assert row.expires_at == row.occurred_at + timedelta(days=365)
-            assert db.session.execute(sa.select(Tenant.retention_days)).scalar_one() == 365
-            db.session.remove()  # our read locks would make the downgrade's ALTER TABLE wait forever
-            downgrade(revision="0005")
-            assert "expires_at" not in {c["name"] for c in sa.inspect(db.engine).get_columns("activities")}
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if admin:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..ids import uuid7
-from ..models import ACTIVITY_FIELDS, ROLLUP_SHARDS, utcnow
+from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
 from .database import dialect
 from .ingest import BUMP_CLOCK, insert_statement
@@ -88,13 +88,13 @@ _COPY_COLUMNS += ("expires_at",)  # computed per event, after the fields
 
 def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int, keep: timedelta) -> int:
     sql = f"COPY activities ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
-    add_rollups = rollups.pg_add_tally_sql()
     chunks: queue.Queue = queue.Queue(maxsize=connections * 2)
     failures: list[BaseException] = []
 
     engine = db.engine  # the threads have no app context
 
-    def writer(shard: int):
+    # The rollups trigger counts each chunk in its COPY's transaction.
+    def writer():
         try:
             raw = engine.raw_connection()
         except BaseException as exc:
@@ -102,19 +102,15 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             raw = None
         try:
             conn = raw.driver_connection if raw else None
-            while (item := chunks.get()) is not None:
+            while (chunk := chunks.get()) is not None:
                 if failures:
                     continue
-                chunk, tally = item
                 try:
                     with conn.cursor() as cursor:
                         # Seed data is not news: the live NOTIFY trigger stays quiet.
                         cursor.execute("SET LOCAL activityweb.quiet = 'on'")
                         with cursor.copy(sql) as copy:
                             copy.write(chunk)
-                        # The chunk's rollups, in its transaction. Writers use distinct
-                        # shards, so they never wait on each other's rows.
-                        cursor.executemany(add_rollups, tally.params(shard=shard))
                     conn.commit()
                 except BaseException as exc:  # report to the producer, keep draining
                     conn.rollback()
@@ -123,8 +119,7 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             if raw is not None:
                 raw.close()
 
-    threads = [threading.Thread(target=writer, args=(shard % ROLLUP_SHARDS,), daemon=True)
-               for shard in range(connections)]
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(connections)]
     for thread in threads:
         thread.start()
     loaded = 0
@@ -133,14 +128,11 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             if failures:
                 break
             prefix = f"{tenant_id}\t{utcnow().isoformat()}\t"
-            tally = rollups.Tally()
-            for e in chunk:
-                tally.add(e, tenant_id)
             lines = [
                 prefix + uuid7() + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS])
                 + "\t" + _copy_time(e["occurred_at"] + keep) for e in chunk
             ]
-            chunks.put((("\n".join(lines) + "\n").encode(), tally))
+            chunks.put(("\n".join(lines) + "\n").encode())
             loaded += len(chunk)
     finally:
         for _ in threads:

@@ -214,8 +214,6 @@ _PG_INSERT = (
     + f") AS t({', '.join(_PG_COLUMNS)}) JOIN tenants ON tenants.id = t.tenant_id "
     "ON CONFLICT (tenant_id, source, source_id) DO NOTHING RETURNING id"
 )
-# The same statement also adds the inserted rows to the hourly rollups.
-_PG_INSERT = rollups.pg_insert_with_rollups(_PG_INSERT)
 
 
 BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
@@ -234,7 +232,8 @@ def _insert_rows(conn, rows: list[dict]) -> set[str]:
             row["expires_at"] = row["occurred_at"] + keep[row["tenant_id"]]
             row["txid"] = txid
         inserted = {r[0] for r in conn.execute(insert_statement(conn.dialect.name), rows)}
-        tally = rollups.Tally()  # in this transaction: the rollups count what it commits
+        # In this transaction, the rollups count what it commits (PostgreSQL: a trigger, see rollups.py).
+        tally = rollups.Tally()
         for row in rows:
             if row["id"] in inserted:
                 tally.add(row, row["tenant_id"])

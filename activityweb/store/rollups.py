@@ -4,9 +4,11 @@ A rollup row counts a tenant's events of one hour and one (type, source,
 status, priority, tool), with a fixed log-scale histogram of their durations
 (`models.DURATION_BOUNDS`). Every number in it merges by addition, so:
 
-- ingest adds a batch's counts in the same transaction as its rows, one
-  upsert per key in the batch, not per event (a 1,000-event batch is a
-  handful of rows);
+- every insert adds its rows' counts in its own transaction, one upsert
+  per key in the batch, not per event (a 1,000-event batch is a handful of
+  rows): on PostgreSQL a statement trigger (`pg_trigger_sql`), so ingest,
+  COPY and any other writer are covered; on SQLite the writers add a
+  `Tally` (ingest and `flask seed`);
 - the duration maximum merges by GREATEST, so it is exact while events are
   only added; whatever deletes events (`retention.prune`) recomputes the
   hours it touched from the rows that remain (`recompute`);
@@ -107,13 +109,6 @@ def add_tally(conn, tally: Tally) -> None:
         conn.execute(_upsert(conn.dialect.name), tally.params())
 
 
-def pg_add_tally_sql() -> str:
-    """The upsert of `add_tally` as PostgreSQL text for a raw psycopg cursor (pyformat)."""
-    statement = _upsert("postgresql", _insert_for("postgresql").values(
-        {name: sa.bindparam(name) for name in rollups.c.keys()}))
-    return str(statement.compile(dialect=postgresql.psycopg.dialect()))
-
-
 def _bucket_of(duration, dialect: str):
     if dialect == "postgresql":
         return sa.func.width_bucket(duration, sa.literal_column(
@@ -147,17 +142,29 @@ def grouped(source, dialect: str, *, shard=None, ordered: bool = True) -> sa.Sel
     return query.order_by(*key_columns) if ordered else query
 
 
-def pg_insert_with_rollups(insert_sql: str) -> str:
-    """PostgreSQL: `insert_sql` (an INSERT INTO activities ... RETURNING x)
-    wrapped so the same statement, so the same transaction, adds the
-    inserted rows to the rollups; it still returns x. One round trip, as before."""
-    head, _, returning = insert_sql.rpartition(" RETURNING ")
-    inserted = sa.table("inserted", *(sa.column(name) for name in activities.c.keys()))
+def pg_trigger_sql() -> str:
+    """PostgreSQL: the statement trigger that adds every INSERT's rows
+    (ingest's, COPY's) to the rollups, in the inserting statement's
+    transaction. The migration creates it.
+
+    A trigger rather than a CTE in ingest's INSERT: its statement has no
+    parameters, so PL/pgSQL plans it once per connection; the same upsert as
+    a CTE of a prepared INSERT was planned afresh on every POST (PostgreSQL
+    kept choosing custom plans for its array parameters), 9 ms a time."""
+    new_rows = sa.table("new_rows", *(sa.column(name) for name in activities.c.keys()))
     add = _upsert("postgresql", _insert_for("postgresql").from_select(
-        [*ROLLUP_KEY, *_VALUE_COLUMNS], grouped(inserted, "postgresql", shard=_PG_SHARD)))
-    rolled = str(add.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}))
-    return (f"WITH inserted AS ({head} RETURNING *), rolled AS ({rolled}) "
-            f"SELECT {returning} FROM inserted")
+        [*ROLLUP_KEY, *_VALUE_COLUMNS], grouped(new_rows, "postgresql", shard=_PG_SHARD)))
+    upsert = str(add.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return f"""
+        CREATE FUNCTION activities_rollup() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+          {upsert};
+          RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER activities_rollup AFTER INSERT ON activities REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION activities_rollup();
+    """
 
 
 # --------------------------------------------------------------- recomputing

@@ -10,8 +10,8 @@ Two paths, and the answer says which it took (`Stats.path`):
   rollups: they count the latest TOP_WINDOW matching events
   (`top_lists_since` says from when).
 - `scan`: any other filter (a search, an actor, read state...) groups the
-  events themselves, the latest SCAN_CAP of them at most (`scanned_since`
-  says from when, if the cap cut in); percentiles are exact.
+  matching events among the newest SCAN_CAP events at most
+  (`scanned_since` says from when, if the cap cut in); percentiles are exact.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ HOURLY_UP_TO = timedelta(days=3)
 TOP = 10
 # The filter fields the rollups can answer (names of `filters.ActivityFilter`).
 ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
-# A scan groups at most this many of the newest matching events.
-SCAN_CAP = 100_000
+# A scan reads at most this many of the newest events (in the filter's times).
+SCAN_CAP = 20_000
 # The top actors and entities of the rollup path count this many of the newest matching events.
 TOP_WINDOW = 10_000
 
@@ -109,7 +109,10 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
     if use_rollups and {f.name for f, _ in flt.active} <= ROLLUP_FIELDS:
         return _from_rollups(tenant_id, flt, bucket)
     c = activities.c
-    scanned_since = _newest_boundary(tenant_id, flt, reader, SCAN_CAP)
+    # The cap bounds the rows read, not the rows matched: the scan looks at
+    # the newest SCAN_CAP events in the filter's time range, matching or not
+    # (a sparse match would otherwise walk the whole tenant).
+    scanned_since = _newest_boundary(tenant_id, ActivityFilter(since=flt.since, until=flt.until), None, SCAN_CAP)
     if scanned_since is not None:
         flt = replace(flt, since=max(scanned_since, flt.since or scanned_since))
 
@@ -249,15 +252,15 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     for pairs in counts.values():
         pairs.sort(key=lambda pair: (-pair[1], (pair[0] is None) == nulls_last, pair[0] or ""))
     total = sum(count for _, count in counts["source"])
-    histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
+    # Histograms per tool ('' for events about no tool), summed once; the
+    # overall one is their sum.
     timed = sa.func.sum(p.c.timed)
-    rows = db.session.execute(sa.union_all(
-        sa.select(sa.literal(None, sa.String), timed, sa.func.max(p.c.duration_max), *histogram)
-        .where(p.c.timed > 0),
-        sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram).where(p.c.tool != "", p.c.timed > 0)
-        .group_by(p.c.tool))).all()
-    overall = next(row for row in rows if row[0] is None)  # a UNION ALL keeps no order
-    tools = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP]
+    histogram = [sa.func.sum(p.c[name]) for name in DURATION_COLUMNS]
+    by_tool = db.session.execute(sa.select(p.c.tool, timed, sa.func.max(p.c.duration_max), *histogram)
+                                 .where(p.c.timed > 0).group_by(p.c.tool)).all()
+    overall = [None, sum(row[1] for row in by_tool), max((row[2] for row in by_tool), default=None),
+               *(sum(column) for column in zip(*(row[3:] for row in by_tool)))]
+    tools = sorted((row for row in by_tool if row[0] != ""), key=lambda row: (-row[1], row[0]))[:TOP]
     return Stats(
         total=total, first_at=first_at, last_at=last_at,
         by_type=counts["type"][:20], by_source=counts["source"], by_status=counts["status"],
@@ -274,11 +277,15 @@ def _first_and_last(tenant_id: int, flt: ActivityFilter, first_hour, last_hour):
     c = activities.c
     first_hour, last_hour = (_as_utc(h) for h in (first_hour, last_hour))
 
-    def within(hour, aggregate):
-        return apply_filter(sa.select(aggregate(c.occurred_at)).where(
-            c.tenant_id == tenant_id, c.occurred_at >= hour, c.occurred_at < hour + HOUR), flt).scalar_subquery()
+    def within(hour, order):
+        # ORDER BY ... LIMIT 1, not min(): the planner then walks the feed
+        # index within the hour instead of a type range's whole index.
+        return apply_filter(sa.select(c.occurred_at).where(
+            c.tenant_id == tenant_id, c.occurred_at >= hour, c.occurred_at < hour + HOUR), flt
+        ).order_by(order).limit(1).scalar_subquery()
 
-    return db.session.execute(sa.select(within(first_hour, sa.func.min), within(last_hour, sa.func.max))).one()
+    return db.session.execute(sa.select(within(first_hour, c.occurred_at),
+                                        within(last_hour, c.occurred_at.desc()))).one()
 
 
 def _from_histogram(row) -> Durations:
