@@ -41,14 +41,46 @@ def firing_payload(rule, reason: str, count: int, events: list[dict], now: datet
         "reason": reason, "count": count, "events": events}}
 
 
-def enqueue(conn, messages: list[tuple], now: datetime) -> None:
-    """Write (rule, kind, reason, payload) messages; a rule without a channel's are only logged."""
-    rows = [{"id": message_id(), "tenant_id": rule.tenant_id, "rule_id": rule.id, "channel_id": rule.channel_id,
+def _rows(messages: list[tuple], now: datetime) -> list[dict]:
+    return [{"id": message_id(), "tenant_id": rule.tenant_id, "rule_id": rule.id, "channel_id": rule.channel_id,
              "kind": kind, "created_at": now, "reason": reason[:500], "payload": payload,
              "status": "pending" if rule.channel_id else "logged", "attempts": 0, "next_attempt_at": now}
             for rule, kind, reason, payload in messages]
+
+
+def enqueue(conn, messages: list[tuple], now: datetime) -> None:
+    """Write (rule, kind, reason, payload) messages; a rule without a channel's are only logged."""
+    rows = _rows(messages, now)
     if rows:
         conn.execute(sa.insert(outbox), rows)
+
+
+# PostgreSQL, in autocommit: claim the rules (each whose cool-down has
+# passed) and write the claimed rules' messages in one statement, so a claim
+# is never made without its message. Returns the rule of each message written.
+_PG_CLAIM_AND_ENQUEUE = (
+    "WITH claimed AS (UPDATE rules SET last_fired_at = %(now)s "
+    "FROM unnest(%(claim_id)s::int[], %(claim_limit)s::timestamptz[]) AS c(id, lim) "
+    "WHERE rules.id = c.id AND (rules.last_fired_at IS NULL OR rules.last_fired_at <= c.lim) RETURNING rules.id) "
+    "INSERT INTO outbox (id, tenant_id, rule_id, channel_id, kind, created_at, reason, payload, status, attempts, "
+    "next_attempt_at) SELECT m.id, m.tenant_id, m.rule_id, m.channel_id, m.kind, %(now)s, m.reason, m.payload::jsonb, "
+    "m.status, 0, %(now)s FROM unnest(%(id)s::text[], %(tenant_id)s::int[], %(rule_id)s::int[], %(channel_id)s::int[], "
+    "%(kind)s::text[], %(reason)s::text[], %(payload)s::text[], %(status)s::text[]) "
+    "AS m(id, tenant_id, rule_id, channel_id, kind, reason, payload, status) "
+    "JOIN claimed ON claimed.id = m.rule_id RETURNING rule_id"
+)
+
+
+def claim_and_enqueue_pg(conn, claims: list[tuple[int, datetime]], messages: list[tuple], now: datetime) -> set[int]:
+    """`claims`: (rule id, the latest last firing its cool-down allows). The rules whose messages were written."""
+    import json
+
+    rows = _rows(messages, now)
+    params = {"now": now, "claim_id": [c[0] for c in claims], "claim_limit": [c[1] for c in claims]}
+    for column in ("id", "tenant_id", "rule_id", "channel_id", "kind", "reason", "status"):
+        params[column] = [row[column] for row in rows]
+    params["payload"] = [json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False) for row in rows]
+    return set(conn.exec_driver_sql(_PG_CLAIM_AND_ENQUEUE, params).scalars())
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ..rules.matching import BatchIndex, matching
 from ..rules.models import OutboxMessage, Rule, RuleChannel, RuleCounter
 from ..serialize import activity_json
 from .filtering import apply_filter
-from .outbox import enqueue, firing_payload
+from .outbox import claim_and_enqueue_pg, enqueue, firing_payload
 from .tables import activities, public
 
 log = logging.getLogger(__name__)
@@ -281,19 +282,21 @@ def _fire_rules(conn, rows: list[dict]) -> int:
         return 0
     if conn.dialect.name != "postgresql":  # inside the insert's transaction
         return _decide_and_write(conn, counted, firings, now)
-    # The insert has committed; what follows is one transaction of its own.
-    # Counting alone commits without waiting for the disk (counters are a
-    # cache of the events; a crash loses at most a fraction of a second of
-    # them); a transaction that writes a firing commits durably.
-    with db.engine.begin() as tx:
-        tx.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-        fired = _decide_and_write(tx, counted, firings, now)
-        if fired:
-            tx.exec_driver_sql("SET LOCAL synchronous_commit TO on")
-    return fired
+    # The insert has committed. Counting commits on its own before the
+    # windows are read, so of concurrent writers the last to read sees every
+    # count (none misses a crossing; a rule without cool-down may fire twice:
+    # at least once). The firings' claims and messages are one statement.
+    firings = _decide(conn, counted, firings, now)
+    return _write_firings(conn, firings, now) if firings else 0
 
 
 def _decide_and_write(conn, counted: list[tuple], firings: list[Firing], now: datetime) -> int:
+    firings = _decide(conn, counted, firings, now)
+    return _write_firings(conn, firings, now) if firings else 0
+
+
+def _decide(conn, counted: list[tuple], firings: list[Firing], now: datetime) -> list[Firing]:
+    """Count the windowed rules' matches, read their windows and add the firings they call for."""
     if counted:
         deciding = [(rule, index, recent) for rule, index, recent in counted if not rule.cooling(now)]
         # This batch alone can be enough for a count rule: then its window need not be read.
@@ -305,7 +308,7 @@ def _decide_and_write(conn, counted: list[tuple], firings: list[Firing], now: da
             reason = window_reason(rule, window)
             if reason:
                 firings.append(Firing(rule, reason, [index.events[p] for p in recent[:10]], window.matches))
-    return _write_firings(conn, firings, now) if firings else 0
+    return firings
 
 
 def _every(rule: LiveRule, matched: list[dict]) -> list[Firing]:
@@ -327,42 +330,28 @@ def _count_and_total(conn, counted: list[tuple], asks: list[LiveRule], now: date
     """Add each counted rule's matches (positions in a batch) to its time
     buckets, and read the windows of the rules in `asks`, this batch included."""
     buckets: dict[tuple[int, int], list] = {}
-    batch: dict[int, list] = {}
     for rule, index, recent in counted:
-        size = bucket_seconds(rule.window_seconds)
-        epoch, events = index.epoch, index.events
-        metric = METRICS[rule.metric] if rule.condition == "cost" else None
-        mine = batch.setdefault(rule.id, [0, 0, 0.0])
-        for p in recent:
-            entry = buckets.get((rule.id, epoch[p] // size * size))
-            if entry is None:
-                entry = buckets[(rule.id, epoch[p] // size * size)] = [0, 0, 0.0]
-            failed = events[p].get("status") in FAILED_STATUSES
-            value = metric.of(events[p]) if metric is not None else 0.0
-            entry[0] += 1
-            entry[1] += failed
-            entry[2] += value
-            mine[0] += 1
-            mine[1] += failed
-            mine[2] += value
-    if conn.dialect.name == "postgresql":
-        # One statement: the upsert, and the windows as they were before it
-        # (a statement's reads do not see its own writes), to which this
-        # batch's own counts are added here.
+        bucket_of = index.buckets(bucket_seconds(rule.window_seconds))
+        for bucket, n in Counter(map(bucket_of.__getitem__, recent)).items():
+            buckets[(rule.id, bucket)] = [n, 0, 0.0]
+        if rule.condition == "failure_rate":
+            failed = index.failed
+            for p in recent:
+                if failed[p]:
+                    buckets[(rule.id, bucket_of[p])][1] += 1
+        elif rule.condition == "cost":
+            metric, events = METRICS[rule.metric], index.events
+            for p in recent:
+                buckets[(rule.id, bucket_of[p])][2] += metric.of(events[p])
+    if conn.dialect.name == "postgresql":  # one statement whatever the number of buckets
         keys, values = list(buckets), list(buckets.values())
-        rows = conn.exec_driver_sql(_PG_COUNT_AND_TOTAL, {
+        conn.exec_driver_sql(_PG_COUNT, {
             "rule_id": [k[0] for k in keys], "bucket": [k[1] for k in keys], "matches": [v[0] for v in values],
-            "failed": [v[1] for v in values], "metric": [v[2] for v in values],
-            "ask_rule": [r.id for r in asks], "ask_since": [_window_start(r, now) for r in asks]})
-        before = {row[0]: (row[1], row[2], row[3]) for row in rows}
-        totals = {}
-        for rule in asks:
-            old, new = before.get(rule.id, (0, 0, 0.0)), batch[rule.id]
-            totals[rule.id] = Window(int(old[0]) + new[0], int(old[1]) + new[1], float(old[2]) + new[2])
-        return totals
-    conn.execute(_counter_upsert(conn.dialect.name), [
-        {"rule_id": rule_id, "bucket": bucket, "matches": m, "failed": f, "metric": x}
-        for (rule_id, bucket), (m, f, x) in buckets.items()])
+            "failed": [v[1] for v in values], "metric": [v[2] for v in values]})
+    else:
+        conn.execute(_counter_upsert(conn.dialect.name), [
+            {"rule_id": rule_id, "bucket": bucket, "matches": m, "failed": f, "metric": x}
+            for (rule_id, bucket), (m, f, x) in buckets.items()])
     return _window_totals(conn, asks, now) if asks else {}
 
 
@@ -372,15 +361,22 @@ def _window_start(rule: LiveRule, now: datetime) -> int:
 
 
 # PostgreSQL: every bucket in one statement with one array parameter per
-# column, as ingest writes events, and the windows asked for joined from two
-# more arrays; the text never changes, so psycopg prepares it.
-_PG_COUNT_AND_TOTAL = (
-    "WITH counted AS (INSERT INTO rule_counters (rule_id, bucket, matches, failed, metric) "
-    "SELECT * FROM unnest(%(rule_id)s::int[], %(bucket)s::bigint[], %(matches)s::int[], %(failed)s::int[], "
-    "%(metric)s::float8[]) ON CONFLICT (rule_id, bucket) DO UPDATE SET matches = rule_counters.matches + "
-    "excluded.matches, failed = rule_counters.failed + excluded.failed, metric = rule_counters.metric + excluded.metric) "
+# column, as ingest writes events; the text never changes, so psycopg prepares
+# it. Counters are a cache of the events, so their commit does not wait for
+# the disk (set_config(..., true) holds for this statement's own transaction;
+# a crash loses at most a fraction of a second of counts), which would
+# otherwise cost ingest a second flush per batch.
+_PG_COUNT = (
+    "INSERT INTO rule_counters (rule_id, bucket, matches, failed, metric) "
+    "SELECT u.* FROM unnest(%(rule_id)s::int[], %(bucket)s::bigint[], %(matches)s::int[], %(failed)s::int[], "
+    "%(metric)s::float8[]) AS u, (SELECT set_config('synchronous_commit', 'off', true)) AS lazy_commit "
+    "ON CONFLICT (rule_id, bucket) DO UPDATE SET matches = rule_counters.matches + excluded.matches, "
+    "failed = rule_counters.failed + excluded.failed, metric = rule_counters.metric + excluded.metric"
+)
+# The windows asked for, from two arrays: (rule, first bucket).
+_PG_TOTALS = (
     "SELECT c.rule_id, sum(c.matches), sum(c.failed), sum(c.metric) FROM rule_counters c "
-    "JOIN unnest(%(ask_rule)s::int[], %(ask_since)s::bigint[]) AS a(rule_id, since) "
+    "JOIN unnest(%(rule_id)s::int[], %(since)s::bigint[]) AS a(rule_id, since) "
     "ON c.rule_id = a.rule_id AND c.bucket >= a.since GROUP BY c.rule_id"
 )
 
@@ -407,6 +403,10 @@ def _totals_query(rules: int):
 
 def _window_totals(conn, rules: list[LiveRule], now: datetime) -> dict[int, Window]:
     """Each rule's totals over its sliding window (edge exact to one bucket), in one query."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(_PG_TOTALS, {"rule_id": [r.id for r in rules],
+                                                 "since": [_window_start(r, now) for r in rules]})
+        return {row[0]: Window(int(row[1]), int(row[2]), float(row[3])) for row in rows}
     params = {}
     for i, rule in enumerate(rules):
         params[f"r{i}"] = rule.id
@@ -453,24 +453,25 @@ def _claim_many(conn, rules: list[LiveRule], now: datetime) -> set[int]:
     for i, rule in enumerate(rules):
         params[f"r{i}"] = rule.id
         params[f"l{i}"] = now - timedelta(seconds=rule.cooldown_seconds)
-    won = set(conn.execute(_claim_query(len(rules)), params).scalars())
-    for rule in rules:
-        if rule.id in won:
-            rule.last_fired_at = now  # this process's cache cools down too
-    return won
+    return set(conn.execute(_claim_query(len(rules)), params).scalars())
 
 
 def _write_firings(conn, firings: list[Firing], now: datetime) -> int:
-    claimed = _claim_many(conn, list({f.rule.id: f.rule for f in firings}.values()), now)
-    messages = []
-    for firing in firings:
-        rule = firing.rule
+    """Claim the firing rules (their cool-downs) and write the winners' messages, atomically."""
+    rules = list({f.rule.id: f.rule for f in firings}.values())
+    messages = [(f.rule, "firing", f.reason, firing_payload(
+        f.rule, f.reason, f.count, [activity_json(public(e), f.rule.tenant_slug) for e in f.events], now))
+        for f in firings]
+    if conn.dialect.name == "postgresql":  # autocommit: one statement
+        claims = [(r.id, now - timedelta(seconds=r.cooldown_seconds)) for r in rules]
+        claimed = claim_and_enqueue_pg(conn, claims, messages, now)
+    else:  # inside the insert's transaction
+        claimed = _claim_many(conn, rules, now)
+        enqueue(conn, [m for m in messages if m[0].id in claimed], now)
+    for rule in rules:
         if rule.id in claimed:
-            events = [activity_json(public(e), rule.tenant_slug) for e in firing.events]
-            messages.append((rule, "firing", firing.reason, firing_payload(rule, firing.reason, firing.count,
-                                                                           events, now)))
-    enqueue(conn, messages, now)
-    return len(messages)
+            rule.last_fired_at = now  # this process's cache cools down too
+    return sum(m[0].id in claimed for m in messages)
 
 
 # ------------------------------------------------------------ on the clock
