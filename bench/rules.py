@@ -68,7 +68,7 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
     from activityweb.app import create_app
     from activityweb.rules.conditions import parse_rule
     from activityweb.schemas import parse_events
-    from activityweb.store import outbox
+    from activityweb.store import firing, outbox
     from activityweb.store import rules as store_rules
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, "SECRET_KEY": "bench"})
@@ -96,13 +96,13 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
 
         ingest.fire_rules = timed_hook
         wrote = []  # whether the batch's hook wrote firings (a durable commit of its own)
-        write = store_rules._write_firings
+        write = firing._write_firings
 
         def noted_write(*args):
             wrote.append(True)
             return write(*args)
 
-        store_rules._write_firings = noted_write
+        firing._write_firings = noted_write
         for n in range(batches + 3):
             body = batch("b", n, size, rng)
             events, _ = parse_events(body, size)
@@ -119,7 +119,7 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
                         shares.append((sum(in_hook) / (times[tenant][-1] - sum(in_hook)), bool(wrote)))
         fired = len(outbox.recent_firings(ruled, limit=100000))
         ingest.fire_rules = hook
-        store_rules._write_firings = write
+        firing._write_firings = write
     app.extensions["activityweb.hub"].stop()
     return times[plain], times[ruled], shares, fired
 

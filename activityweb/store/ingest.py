@@ -21,7 +21,7 @@ from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from .retention import retention_periods
-from .rules import fire_rules
+from .firing import fire_rules
 from .tables import activities, public
 
 
