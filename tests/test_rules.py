@@ -99,6 +99,7 @@ def test_count_in_a_sliding_window_counts_only_inside_the_window(rules_app, tena
     post(rules_app, event(status="failed"))
     [fired] = firings(rules_app, tenant, rule)
     assert fired["reason"].startswith("3 matching events in 10 minutes")
+    assert len(fired["payload"]["data"]["events"]) == 3  # the window's matches, not only the last batch's
 
 
 def test_failure_rate_needs_enough_events_and_a_rate_over_the_bound(rules_app, tenant):

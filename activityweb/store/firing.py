@@ -27,7 +27,8 @@ from ..rules.matching import BatchIndex, matching
 from ..serialize import activity_json
 from .outbox import claim_and_enqueue_pg, enqueue, firing_payload
 from .rules import LiveRule, counters_table, ingest_rules, rules_table
-from .tables import public
+from .filtering import apply_filter
+from .tables import activities, public
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Firing:
     reason: str
     events: list[dict]
     count: int
+    since: datetime | None = None  # a windowed rule's: where its window starts
 
 
 def fire_rules(conn, rows: list[dict]) -> int:
@@ -111,7 +113,8 @@ def _decide(conn, counted: list[tuple], firings: list[Firing], now: datetime) ->
             window = totals.get(rule.id, Window(len(recent)))
             reason = window_reason(rule, window)
             if reason:
-                firings.append(Firing(rule, reason, [index.events[p] for p in recent[:10]], window.matches))
+                firings.append(Firing(rule, reason, [index.events[p] for p in recent[:10]], window.matches,
+                                      since=now - timedelta(seconds=rule.window_seconds)))
     return firings
 
 
@@ -249,8 +252,21 @@ def _claim_many(conn, rules: list[LiveRule], now: datetime) -> set[int]:
     return set(conn.execute(_claim_query(len(rules)), params).scalars())
 
 
+def _window_events(conn, firing: Firing) -> list[dict]:
+    """What a receiver reads with a windowed firing: the window's latest matches, not only this batch's."""
+    if firing.since is None:
+        return firing.events
+    rule = firing.rule
+    query = apply_filter(sa.select(activities).where(activities.c.tenant_id == rule.tenant_id,
+                                                     activities.c.occurred_at >= firing.since), rule.flt)
+    rows = conn.execute(query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc()).limit(10)).mappings()
+    return [public(row) for row in rows] or firing.events
+
+
 def _write_firings(conn, firings: list[Firing], now: datetime) -> int:
     """Claim the firing rules (their cool-downs) and write the winners' messages, atomically."""
+    for f in firings:
+        f.events = _window_events(conn, f)
     rules = list({f.rule.id: f.rule for f in firings}.values())
     messages = [(f.rule, "firing", f.reason, firing_payload(
         f.rule, f.reason, f.count, [activity_json(public(e), f.rule.tenant_slug) for e in f.events], now))
