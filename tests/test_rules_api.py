@@ -37,6 +37,15 @@ def test_rule_errors_are_json_and_name_the_field(client, make_token):
     assert error({"name": "x", "condition": "count", "window_seconds": 60})["details"][0]["field"] == "threshold"
     assert error({"name": "x", "condition": "every", "filter": "nope=1"})["details"][0]["field"] == "filter"
     assert error({"name": "x", "condition": "every", "filter": "read=false"})["details"][0]["field"] == "filter"
+    assert error({"name": "x", "condition": "every", "filter": "limit=5"})["details"][0]["field"] == "filter"
+    assert error({"name": "x", "condition": "count", "threshold": "many", "window_seconds": 60}
+                 )["details"][0]["field"] == "threshold"
+    assert error({"name": "", "condition": "every"})["details"][0]["field"] == "name"
+    assert client.post(f"{R}/channels", json=["x"], headers=admin).status_code == 422
+    assert client.post(f"{R}/channels", json={"name": "c", "kind": "pigeon", "target": "x"},
+                       headers=admin).get_json()["error"]["details"][0]["field"] == "kind"
+    assert client.put(f"{R}/999", json={"name": "x", "condition": "every"}, headers=admin).status_code == 404
+    assert client.post(f"{R}/channels/999/test", headers=admin).status_code == 404
     assert error({"name": "x", "condition": "sometimes"})["details"][0]["field"] == "condition"
     assert error({"name": "x", "condition": "digest", "window_seconds": 60})["details"][0]["field"] == "window_seconds"
     assert error({"name": "x", "condition": "every", "channel_id": 999})["details"][0]["field"] == "channel_id"
@@ -190,3 +199,11 @@ def test_no_rules_template_runs_a_query(backend, tmp_path, request):
     finally:
         receiver.stop()
         teardown_app(app)
+
+
+def test_an_unknown_page_is_a_404_for_an_admin_too(client, make_user):
+    make_user("admin@example.com", "acme", "admin")
+    sign_in(client, "admin@example.com")
+    assert client.get("/no/such/page").status_code == 404
+    assert client.get("/settings/rules/999").status_code == 404
+    assert client.get("/settings/rules/channels/999").status_code == 404
