@@ -58,10 +58,15 @@ def create_channel(tenant_id: int, name: str, kind: str, target: str, secret: st
 
 
 def delete_channel(tenant_id: int, channel_id: int) -> bool:
-    channel = get_channel(tenant_id, channel_id)
-    if channel is None:
+    """Delete a channel with its log and waiting firings; its rules keep firing, recorded only."""
+    return _delete(get_channel(tenant_id, channel_id))
+
+
+def _delete(row) -> bool:
+    """Delete a row found in the tenant (False if there was none); cached rules are reread."""
+    if row is None:
         return False
-    db.session.delete(channel)
+    db.session.delete(row)
     db.session.commit()
     forget_rules()
     return True
@@ -110,13 +115,8 @@ def save_rule(tenant_id: int, fields: dict, rule: Rule | None = None) -> Rule:
 
 
 def delete_rule(tenant_id: int, rule_id: int) -> bool:
-    rule = get_rule(tenant_id, rule_id)
-    if rule is None:
-        return False
-    db.session.delete(rule)
-    db.session.commit()
-    forget_rules()
-    return True
+    """Delete a rule with its firings and counts."""
+    return _delete(get_rule(tenant_id, rule_id))
 
 
 def _commit_or_conflict(message: str) -> None:
