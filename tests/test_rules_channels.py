@@ -133,3 +133,36 @@ def test_a_worker_that_dies_mid_send_leaves_the_message_to_the_next(channel_app)
             assert outbox.claim_due(utc_now() + timedelta(seconds=outbox.LOCK_SECONDS + 1))[0].id == claimed.id
     finally:
         receiver.stop()
+
+
+def test_flask_rules_worker_delivers_as_its_own_process(tmp_path, request):
+    """The worker as operators run it: `flask rules worker`, a process of its own on PostgreSQL."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app = make_app("postgresql", tmp_path, request)
+    receiver = Receiver()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    env = dict(os.environ, DATABASE_URL=url.replace("postgresql+psycopg://", "postgresql://"), FLASK_APP="wsgi",
+               SECRET_KEY="test", ACTIVITYWEB_RULES_EGRESS_ALLOW="127.0.0.1")
+    env.pop("ACTIVITYWEB_LOCAL_MODE", None)
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "rules", "worker", "--poll", "0.1"],
+                              cwd=Path(__file__).resolve().parent.parent, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with app.app_context():
+            tenant = store.get_or_create_tenant("acme").id
+            channel = store_rules.create_channel(tenant, "hook", "webhook", receiver.url, new_secret()).id
+            store_rules.save_rule(tenant, parse_rule({"name": "all", "condition": "every", "channel_id": channel}))
+        receiver.answers.append((503, {"Retry-After": "1"}))
+        post(app, event(title="from another process"))
+        first, second = receiver.wait(2, seconds=20)
+        assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+        assert second["at"] - first["at"] >= 0.9
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        receiver.stop()
+        teardown_app(app)
