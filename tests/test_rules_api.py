@@ -207,3 +207,24 @@ def test_an_unknown_page_is_a_404_for_an_admin_too(client, make_user):
     assert client.get("/no/such/page").status_code == 404
     assert client.get("/settings/rules/999").status_code == 404
     assert client.get("/settings/rules/channels/999").status_code == 404
+
+
+def test_rules_answers_match_the_openapi_document(client, make_token):
+    from test_openapi import check
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    admin = make_token("acme", "admin,ingest")
+    created = client.post(R, json={"name": "n", "condition": "count", "threshold": 2, "window_seconds": 60},
+                          headers=admin)
+    check(spec, created, "/api/v1/rules", "post")
+    check(spec, client.post(R, json={"name": "n", "condition": "every"}, headers=admin), "/api/v1/rules", "post")
+    check(spec, client.post(R, json={"condition": "every"}, headers=admin), "/api/v1/rules", "post")
+    check(spec, client.get(R, headers=admin), "/api/v1/rules", "get")
+    one = "/api/v1/rules/{rule_id}"
+    check(spec, client.get(f"{R}/{created.get_json()['id']}", headers=admin), one, "get")
+    check(spec, client.get(f"{R}/999", headers=admin), one, "get")
+    check(spec, client.get(R, headers=make_token("acme", "read")), "/api/v1/rules", "get")
+    check(spec, client.get(f"{R}/channels", headers=admin), "/api/v1/rules/channels", "get")
+    check(spec, client.post(f"{R}/channels", json={"name": "c", "kind": "slack", "target": "http://10.1.1.1/"},
+                            headers=admin), "/api/v1/rules/channels", "post")
+    check(spec, client.post("/api/v1/activities/test", headers=admin), "/api/v1/activities/test", "post")
