@@ -84,6 +84,11 @@ def test_every_match_fires_and_the_cool_down_holds(rules_app, tenant):
     assert len(firings(rules_app, tenant, every)) == 3
     assert len(firings(rules_app, tenant, cooled)) == 1  # the rest fell in its cool-down
     assert all(m["status"] == "logged" for m in firings(rules_app, tenant))  # no channel: recorded only
+    # Settled firings are forgotten after RULES_KEEP_DAYS.
+    Worker(rules_app).run_schedules(utc_now() + timedelta(days=29))
+    assert len(firings(rules_app, tenant)) == 4
+    Worker(rules_app).run_schedules(utc_now() + timedelta(days=31))
+    assert firings(rules_app, tenant) == []
 
 
 def test_count_in_a_sliding_window_counts_only_inside_the_window(rules_app, tenant):

@@ -94,6 +94,7 @@ class Worker:
                 except Exception:
                     log.exception("rule %s could not be evaluated", rule.id)
             firing.prune_counters(now)
+            outbox.prune(now - timedelta(days=self.app.config["RULES_KEEP_DAYS"]))
         return fired
 
     def _heartbeat(self, rule, now: datetime) -> int:

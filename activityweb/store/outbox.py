@@ -210,3 +210,14 @@ def delivery_log(tenant_id: int, channel_id: int, limit: int = 50) -> list[dict]
 def pending_count(channel_id: int) -> int:
     return db.session.execute(sa.select(sa.func.count()).select_from(outbox).where(
         outbox.c.channel_id == channel_id, outbox.c.status == "pending")).scalar()
+
+
+def prune(before: datetime) -> int:
+    """Forget firings settled (delivered or only recorded) before `before`, with their
+    attempts, and channel tests as old; pending and dead ones stay until dealt with."""
+    deleted = db.session.execute(sa.delete(outbox).where(outbox.c.status.in_(("delivered", "logged")),
+                                                         outbox.c.created_at < before)).rowcount
+    db.session.execute(sa.delete(attempts_table).where(attempts_table.c.message_id.is_(None),
+                                                       attempts_table.c.attempted_at < before))
+    db.session.commit()
+    return deleted
