@@ -16,7 +16,8 @@ from activityweb.rules.conditions import parse_rule
 from activityweb.rules.worker import Worker
 from activityweb.store import firing, outbox
 from activityweb.store import rules as store_rules
-from conftest import event, make_app, teardown_app
+from activityweb import auth
+from conftest import PASSWORD, event, make_app, sign_in, teardown_app
 from receiver import Receiver
 
 
@@ -235,6 +236,14 @@ def test_a_channel_that_keeps_failing_is_paused_and_resumes(backend, tmp_path, r
             paused = store_rules.get_channel(tenant, channel)
             assert paused.paused_at is not None and "3 deliveries in a row failed" in paused.pause_reason
             assert [a["ok"] for a in outbox.delivery_log(tenant, channel)] == [False] * 3
+            auth.create_user("admin@example.com", PASSWORD, store.tenant_by_id(tenant), "admin")
+        client = app.test_client()
+        sign_in(client, "admin@example.com")
+        html = client.get(f"/settings/rules/channels/{channel}").get_data(as_text=True)
+        assert 'id="channel-paused"' in html and "3 deliveries in a row failed" in html
+        assert "1 firing waits here; nothing is dropped." in " ".join(html.split())
+        assert "paused" in client.get("/settings/rules").get_data(as_text=True)
+        with app.app_context():
             store_rules.resume_channel(tenant, channel)
         assert worker.deliver_due() == 1
         assert firings(app, tenant)[0]["status"] == "delivered"
