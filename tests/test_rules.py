@@ -261,3 +261,18 @@ def test_rule_evaluation_never_fails_ingest(rules_app, tenant, monkeypatch):
     monkeypatch.setattr(firing, "_count_and_total", broken)
     [stored] = post(rules_app, event(title="still stored"))
     assert not stored.duplicate and stored.activity["title"] == "still stored"
+
+
+def test_two_workers_share_the_outbox_without_sending_twice(rules_app, tenant, receiver):
+    channel = add_channel(rules_app, tenant, receiver.url)
+    add_rule(rules_app, tenant, channel_id=channel)
+    post(rules_app, *[event(title=f"e{i}") for i in range(30)])
+    workers = [Worker(rules_app, poll_seconds=0.02).start() for _ in range(2)]
+    try:
+        receiver.wait(30, seconds=20)
+        time.sleep(0.5)  # nothing more may arrive
+    finally:
+        for worker in workers:
+            worker.stop()
+    ids = [r["headers"]["webhook-id"] for r in receiver.requests]
+    assert len(ids) == len(set(ids)) == 30

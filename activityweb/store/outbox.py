@@ -96,21 +96,25 @@ class Due:
 
 
 def claim_due(now: datetime | None = None, limit: int = 20) -> list[Due]:
-    """Take up to `limit` messages that are due, on channels that are not paused, and lock them."""
+    """Take up to `limit` messages that are due, on channels that are not paused, and lock them.
+
+    One UPDATE that re-checks the lock claims them, so of two workers each
+    message goes to one (SQLite: the statement holds the write lock;
+    PostgreSQL: SKIP LOCKED, and the re-check after a concurrent claim)."""
     now = now or utcnow()
-    query = (sa.select(outbox.c.id).join(channels_table, channels_table.c.id == outbox.c.channel_id)
-             .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now,
-                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
-                    channels_table.c.paused_at.is_(None))
-             .order_by(outbox.c.next_attempt_at).limit(limit))
+    free = sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now)
+    due = (sa.select(outbox.c.id).join(channels_table, channels_table.c.id == outbox.c.channel_id)
+           .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now, free,
+                  channels_table.c.paused_at.is_(None))
+           .order_by(outbox.c.next_attempt_at).limit(limit))
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=outbox, skip_locked=True)
-        ids = list(conn.execute(query).scalars())
+            due = due.with_for_update(of=outbox, skip_locked=True)
+        ids = list(conn.execute(sa.update(outbox).where(outbox.c.id.in_(due.scalar_subquery()), free)
+                                .values(locked_until=now + timedelta(seconds=LOCK_SECONDS))
+                                .returning(outbox.c.id)).scalars())
         if not ids:
             return []
-        conn.execute(sa.update(outbox).where(outbox.c.id.in_(ids))
-                     .values(locked_until=now + timedelta(seconds=LOCK_SECONDS)))
         rows = conn.execute(sa.select(outbox, channels_table.c.kind.label("channel_kind"),
                                       channels_table.c.target, channels_table.c.secret, channels_table.c.name)
                             .join(channels_table, channels_table.c.id == outbox.c.channel_id)
