@@ -25,7 +25,7 @@ migrate: install
 run: install
 	ACTIVITYWEB_LOCAL_MODE=1 $(BIN)/flask db upgrade
 	ACTIVITYWEB_LOCAL_MODE=1 $(BIN)/flask seed --if-empty
-	ACTIVITYWEB_LOCAL_MODE=1 $(BIN)/flask run --host 127.0.0.1 --port 5000 --with-threads --no-reload
+	ACTIVITYWEB_LOCAL_MODE=1 ACTIVITYWEB_RULES_WORKER_THREAD=1 $(BIN)/flask run --host 127.0.0.1 --port 5000 --with-threads --no-reload
 
 test: install
 	./scripts/ensure-chromium

@@ -14,9 +14,10 @@ from standardwebhooks.webhooks import Webhook
 from activityweb import store
 from activityweb.rules.conditions import parse_rule
 from activityweb.rules.worker import Worker
-from activityweb.store import outbox
+from activityweb.store import firing, outbox
 from activityweb.store import rules as store_rules
-from conftest import event, make_app, teardown_app
+from activityweb import auth
+from conftest import PASSWORD, event, make_app, sign_in, teardown_app
 from receiver import Receiver
 
 
@@ -84,6 +85,11 @@ def test_every_match_fires_and_the_cool_down_holds(rules_app, tenant):
     assert len(firings(rules_app, tenant, every)) == 3
     assert len(firings(rules_app, tenant, cooled)) == 1  # the rest fell in its cool-down
     assert all(m["status"] == "logged" for m in firings(rules_app, tenant))  # no channel: recorded only
+    # Settled firings are forgotten after RULES_KEEP_DAYS.
+    Worker(rules_app).run_schedules(utc_now() + timedelta(days=29))
+    assert len(firings(rules_app, tenant)) == 4
+    Worker(rules_app).run_schedules(utc_now() + timedelta(days=31))
+    assert firings(rules_app, tenant) == []
 
 
 def test_count_in_a_sliding_window_counts_only_inside_the_window(rules_app, tenant):
@@ -99,6 +105,7 @@ def test_count_in_a_sliding_window_counts_only_inside_the_window(rules_app, tena
     post(rules_app, event(status="failed"))
     [fired] = firings(rules_app, tenant, rule)
     assert fired["reason"].startswith("3 matching events in 10 minutes")
+    assert len(fired["payload"]["data"]["events"]) == 3  # the window's matches, not only the last batch's
 
 
 def test_failure_rate_needs_enough_events_and_a_rate_over_the_bound(rules_app, tenant):
@@ -229,6 +236,14 @@ def test_a_channel_that_keeps_failing_is_paused_and_resumes(backend, tmp_path, r
             paused = store_rules.get_channel(tenant, channel)
             assert paused.paused_at is not None and "3 deliveries in a row failed" in paused.pause_reason
             assert [a["ok"] for a in outbox.delivery_log(tenant, channel)] == [False] * 3
+            auth.create_user("admin@example.com", PASSWORD, store.tenant_by_id(tenant), "admin")
+        client = app.test_client()
+        sign_in(client, "admin@example.com")
+        html = client.get(f"/settings/rules/channels/{channel}").get_data(as_text=True)
+        assert 'id="channel-paused"' in html and "3 deliveries in a row failed" in html
+        assert "1 firing waits here; nothing is dropped." in " ".join(html.split())
+        assert "paused" in client.get("/settings/rules").get_data(as_text=True)
+        with app.app_context():
             store_rules.resume_channel(tenant, channel)
         assert worker.deliver_due() == 1
         assert firings(app, tenant)[0]["status"] == "delivered"
@@ -243,6 +258,21 @@ def test_rule_evaluation_never_fails_ingest(rules_app, tenant, monkeypatch):
     def broken(*args):
         raise RuntimeError("the rules are broken")
 
-    monkeypatch.setattr(store_rules, "_count_and_total", broken)
+    monkeypatch.setattr(firing, "_count_and_total", broken)
     [stored] = post(rules_app, event(title="still stored"))
     assert not stored.duplicate and stored.activity["title"] == "still stored"
+
+
+def test_two_workers_share_the_outbox_without_sending_twice(rules_app, tenant, receiver):
+    channel = add_channel(rules_app, tenant, receiver.url)
+    add_rule(rules_app, tenant, channel_id=channel)
+    post(rules_app, *[event(title=f"e{i}") for i in range(30)])
+    workers = [Worker(rules_app, poll_seconds=0.02).start() for _ in range(2)]
+    try:
+        receiver.wait(30, seconds=20)
+        time.sleep(0.5)  # nothing more may arrive
+    finally:
+        for worker in workers:
+            worker.stop()
+    ids = [r["headers"]["webhook-id"] for r in receiver.requests]
+    assert len(ids) == len(set(ids)) == 30

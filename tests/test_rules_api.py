@@ -37,6 +37,15 @@ def test_rule_errors_are_json_and_name_the_field(client, make_token):
     assert error({"name": "x", "condition": "count", "window_seconds": 60})["details"][0]["field"] == "threshold"
     assert error({"name": "x", "condition": "every", "filter": "nope=1"})["details"][0]["field"] == "filter"
     assert error({"name": "x", "condition": "every", "filter": "read=false"})["details"][0]["field"] == "filter"
+    assert error({"name": "x", "condition": "every", "filter": "limit=5"})["details"][0]["field"] == "filter"
+    assert error({"name": "x", "condition": "count", "threshold": "many", "window_seconds": 60}
+                 )["details"][0]["field"] == "threshold"
+    assert error({"name": "", "condition": "every"})["details"][0]["field"] == "name"
+    assert client.post(f"{R}/channels", json=["x"], headers=admin).status_code == 422
+    assert client.post(f"{R}/channels", json={"name": "c", "kind": "pigeon", "target": "x"},
+                       headers=admin).get_json()["error"]["details"][0]["field"] == "kind"
+    assert client.put(f"{R}/999", json={"name": "x", "condition": "every"}, headers=admin).status_code == 404
+    assert client.post(f"{R}/channels/999/test", headers=admin).status_code == 404
     assert error({"name": "x", "condition": "sometimes"})["details"][0]["field"] == "condition"
     assert error({"name": "x", "condition": "digest", "window_seconds": 60})["details"][0]["field"] == "window_seconds"
     assert error({"name": "x", "condition": "every", "channel_id": 999})["details"][0]["field"] == "channel_id"
@@ -190,3 +199,32 @@ def test_no_rules_template_runs_a_query(backend, tmp_path, request):
     finally:
         receiver.stop()
         teardown_app(app)
+
+
+def test_an_unknown_page_is_a_404_for_an_admin_too(client, make_user):
+    make_user("admin@example.com", "acme", "admin")
+    sign_in(client, "admin@example.com")
+    assert client.get("/no/such/page").status_code == 404
+    assert client.get("/settings/rules/999").status_code == 404
+    assert client.get("/settings/rules/channels/999").status_code == 404
+
+
+def test_rules_answers_match_the_openapi_document(client, make_token):
+    from test_openapi import check
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    admin = make_token("acme", "admin,ingest")
+    created = client.post(R, json={"name": "n", "condition": "count", "threshold": 2, "window_seconds": 60},
+                          headers=admin)
+    check(spec, created, "/api/v1/rules", "post")
+    check(spec, client.post(R, json={"name": "n", "condition": "every"}, headers=admin), "/api/v1/rules", "post")
+    check(spec, client.post(R, json={"condition": "every"}, headers=admin), "/api/v1/rules", "post")
+    check(spec, client.get(R, headers=admin), "/api/v1/rules", "get")
+    one = "/api/v1/rules/{rule_id}"
+    check(spec, client.get(f"{R}/{created.get_json()['id']}", headers=admin), one, "get")
+    check(spec, client.get(f"{R}/999", headers=admin), one, "get")
+    check(spec, client.get(R, headers=make_token("acme", "read")), "/api/v1/rules", "get")
+    check(spec, client.get(f"{R}/channels", headers=admin), "/api/v1/rules/channels", "get")
+    check(spec, client.post(f"{R}/channels", json={"name": "c", "kind": "slack", "target": "http://10.1.1.1/"},
+                            headers=admin), "/api/v1/rules/channels", "post")
+    check(spec, client.post("/api/v1/activities/test", headers=admin), "/api/v1/activities/test", "post")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from werkzeug.datastructures import MultiDict
 
 from ..errors import ApiError, InvalidQuery
-from ..filters import ActivityFilter, parse_filter
+from ..filters import PAGE_KEYS, ActivityFilter, parse_filter
 
 CONDITIONS = ("every", "count", "failure_rate", "cost", "heartbeat", "digest")
 # Evaluated as events arrive; the others by the worker's clock.
@@ -73,8 +73,12 @@ class RuleError(ValueError):
 
 def rule_filter(query: str) -> ActivityFilter:
     """The rule's filter from its query string, as the API's list endpoint parses it."""
+    args = MultiDict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+    paging = sorted(PAGE_KEYS & set(args))
+    if paging:
+        raise RuleError("filter", f"{paging[0]}: pages are the feed's; a rule's filter has none")
     try:
-        flt = parse_filter(MultiDict(parse_qsl(query.lstrip("?"), keep_blank_values=True)))
+        flt = parse_filter(args)
     except InvalidQuery as exc:
         raise RuleError("filter", exc.message) from None
     if flt.read is not None:

@@ -21,6 +21,8 @@ class BatchIndex:
         self._by: dict[str, dict] = {}
         self._hits: dict = {}  # (kind, values) -> positions: rules share fields (project=x)
         self._epoch: list[int] | None = None
+        self._buckets: dict[int, list[int]] = {}
+        self._failed: list[bool] | None = None
 
     @property
     def epoch(self) -> list[int]:
@@ -37,6 +39,22 @@ class BatchIndex:
                 found.setdefault(event.get(column), []).append(position)
             self._by[column] = found
         return found
+
+
+    def buckets(self, size: int) -> list[int]:
+        """Each event's counting bucket of `size` seconds (its start, in epoch seconds)."""
+        found = self._buckets.get(size)
+        if found is None:
+            found = self._buckets[size] = [e // size * size for e in self.epoch]
+        return found
+
+    @property
+    def failed(self) -> list[bool]:
+        if self._failed is None:
+            from .conditions import FAILED_STATUSES
+
+            self._failed = [e.get("status") in FAILED_STATUSES for e in self.events]
+        return self._failed
 
 
 def _positions(kind, values, index: BatchIndex) -> set[int] | None:

@@ -18,6 +18,8 @@ def settings() -> dict:
         "RULES_MAX_ATTEMPTS": env_int("ACTIVITYWEB_RULES_MAX_ATTEMPTS", 20),
         "RULES_PAUSE_AFTER": env_int("ACTIVITYWEB_RULES_PAUSE_AFTER", 10),
         "RULES_PAUSE_AFTER_SECONDS": float(os.environ.get("ACTIVITYWEB_RULES_PAUSE_AFTER_SECONDS", "3600")),
+        # Settled firings (and their delivery log) are kept this long.
+        "RULES_KEEP_DAYS": env_int("ACTIVITYWEB_RULES_KEEP_DAYS", 30),
         # `make run` delivers from a thread of the server; elsewhere run `flask rules worker`.
         "RULES_WORKER_THREAD": env_bool("ACTIVITYWEB_RULES_WORKER_THREAD"),
         "RULES_LINK_BASE": os.environ.get("ACTIVITYWEB_RULES_LINK_BASE", "http://127.0.0.1:5000"),

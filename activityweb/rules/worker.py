@@ -26,6 +26,7 @@ from .. import grouping
 from ..models import utcnow
 from ..serialize import activity_json, iso
 from ..store import outbox
+from ..store import firing
 from ..store import rules as store_rules
 from . import channels
 from .conditions import DIGEST_PERIODS, describe_seconds
@@ -92,7 +93,8 @@ class Worker:
                     fired += self._heartbeat(rule, now) if rule.condition == "heartbeat" else self._digest(rule, now)
                 except Exception:
                     log.exception("rule %s could not be evaluated", rule.id)
-            store_rules.prune_counters(now)
+            firing.prune_counters(now)
+            outbox.prune(now - timedelta(days=self.app.config["RULES_KEEP_DAYS"]))
         return fired
 
     def _heartbeat(self, rule, now: datetime) -> int:

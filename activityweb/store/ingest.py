@@ -25,7 +25,7 @@ from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
 from .retention import retention_periods
-from .rules import fire_rules
+from .firing import fire_rules
 from .tables import activities, public
 
 

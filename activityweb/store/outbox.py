@@ -41,14 +41,46 @@ def firing_payload(rule, reason: str, count: int, events: list[dict], now: datet
         "reason": reason, "count": count, "events": events}}
 
 
-def enqueue(conn, messages: list[tuple], now: datetime) -> None:
-    """Write (rule, kind, reason, payload) messages; a rule without a channel's are only logged."""
-    rows = [{"id": message_id(), "tenant_id": rule.tenant_id, "rule_id": rule.id, "channel_id": rule.channel_id,
+def _rows(messages: list[tuple], now: datetime) -> list[dict]:
+    return [{"id": message_id(), "tenant_id": rule.tenant_id, "rule_id": rule.id, "channel_id": rule.channel_id,
              "kind": kind, "created_at": now, "reason": reason[:500], "payload": payload,
              "status": "pending" if rule.channel_id else "logged", "attempts": 0, "next_attempt_at": now}
             for rule, kind, reason, payload in messages]
+
+
+def enqueue(conn, messages: list[tuple], now: datetime) -> None:
+    """Write (rule, kind, reason, payload) messages; a rule without a channel's are only logged."""
+    rows = _rows(messages, now)
     if rows:
         conn.execute(sa.insert(outbox), rows)
+
+
+# PostgreSQL, in autocommit: claim the rules (each whose cool-down has
+# passed) and write the claimed rules' messages in one statement, so a claim
+# is never made without its message. Returns the rule of each message written.
+_PG_CLAIM_AND_ENQUEUE = (
+    "WITH claimed AS (UPDATE rules SET last_fired_at = %(now)s "
+    "FROM unnest(%(claim_id)s::int[], %(claim_limit)s::timestamptz[]) AS c(id, lim) "
+    "WHERE rules.id = c.id AND (rules.last_fired_at IS NULL OR rules.last_fired_at <= c.lim) RETURNING rules.id) "
+    "INSERT INTO outbox (id, tenant_id, rule_id, channel_id, kind, created_at, reason, payload, status, attempts, "
+    "next_attempt_at) SELECT m.id, m.tenant_id, m.rule_id, m.channel_id, m.kind, %(now)s, m.reason, m.payload::jsonb, "
+    "m.status, 0, %(now)s FROM unnest(%(id)s::text[], %(tenant_id)s::int[], %(rule_id)s::int[], %(channel_id)s::int[], "
+    "%(kind)s::text[], %(reason)s::text[], %(payload)s::text[], %(status)s::text[]) "
+    "AS m(id, tenant_id, rule_id, channel_id, kind, reason, payload, status) "
+    "JOIN claimed ON claimed.id = m.rule_id RETURNING rule_id"
+)
+
+
+def claim_and_enqueue_pg(conn, claims: list[tuple[int, datetime]], messages: list[tuple], now: datetime) -> set[int]:
+    """`claims`: (rule id, the latest last firing its cool-down allows). The rules whose messages were written."""
+    import json
+
+    rows = _rows(messages, now)
+    params = {"now": now, "claim_id": [c[0] for c in claims], "claim_limit": [c[1] for c in claims]}
+    for column in ("id", "tenant_id", "rule_id", "channel_id", "kind", "reason", "status"):
+        params[column] = [row[column] for row in rows]
+    params["payload"] = [json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False) for row in rows]
+    return set(conn.exec_driver_sql(_PG_CLAIM_AND_ENQUEUE, params).scalars())
 
 
 @dataclass
@@ -64,21 +96,25 @@ class Due:
 
 
 def claim_due(now: datetime | None = None, limit: int = 20) -> list[Due]:
-    """Take up to `limit` messages that are due, on channels that are not paused, and lock them."""
+    """Take up to `limit` messages that are due, on channels that are not paused, and lock them.
+
+    One UPDATE that re-checks the lock claims them, so of two workers each
+    message goes to one (SQLite: the statement holds the write lock;
+    PostgreSQL: SKIP LOCKED, and the re-check after a concurrent claim)."""
     now = now or utcnow()
-    query = (sa.select(outbox.c.id).join(channels_table, channels_table.c.id == outbox.c.channel_id)
-             .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now,
-                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
-                    channels_table.c.paused_at.is_(None))
-             .order_by(outbox.c.next_attempt_at).limit(limit))
+    free = sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now)
+    due = (sa.select(outbox.c.id).join(channels_table, channels_table.c.id == outbox.c.channel_id)
+           .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now, free,
+                  channels_table.c.paused_at.is_(None))
+           .order_by(outbox.c.next_attempt_at).limit(limit))
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=outbox, skip_locked=True)
-        ids = list(conn.execute(query).scalars())
+            due = due.with_for_update(of=outbox, skip_locked=True)
+        ids = list(conn.execute(sa.update(outbox).where(outbox.c.id.in_(due.scalar_subquery()), free)
+                                .values(locked_until=now + timedelta(seconds=LOCK_SECONDS))
+                                .returning(outbox.c.id)).scalars())
         if not ids:
             return []
-        conn.execute(sa.update(outbox).where(outbox.c.id.in_(ids))
-                     .values(locked_until=now + timedelta(seconds=LOCK_SECONDS)))
         rows = conn.execute(sa.select(outbox, channels_table.c.kind.label("channel_kind"),
                                       channels_table.c.target, channels_table.c.secret, channels_table.c.name)
                             .join(channels_table, channels_table.c.id == outbox.c.channel_id)
@@ -178,3 +214,14 @@ def delivery_log(tenant_id: int, channel_id: int, limit: int = 50) -> list[dict]
 def pending_count(channel_id: int) -> int:
     return db.session.execute(sa.select(sa.func.count()).select_from(outbox).where(
         outbox.c.channel_id == channel_id, outbox.c.status == "pending")).scalar()
+
+
+def prune(before: datetime) -> int:
+    """Forget firings settled (delivered or only recorded) before `before`, with their
+    attempts, and channel tests as old; pending and dead ones stay until dealt with."""
+    deleted = db.session.execute(sa.delete(outbox).where(outbox.c.status.in_(("delivered", "logged")),
+                                                         outbox.c.created_at < before)).rowcount
+    db.session.execute(sa.delete(attempts_table).where(attempts_table.c.message_id.is_(None),
+                                                       attempts_table.c.attempted_at < before))
+    db.session.commit()
+    return deleted

@@ -1,20 +1,12 @@
-"""Rules and channels: their rows, and evaluating rules as events are stored.
+"""Rules and channels: their rows, the per-process cache of a tenant's rules,
+and what the worker's clock asks (heartbeats, digests).
 
-`fire_rules` is ingest's one hook (store/ingest.py): given the rows an insert
-just stored, it matches them in memory against the tenant's rules (the batch
-indexed once, `rules/matching.py`; no query per event), adds windowed rules'
-matches to their time buckets (`rule_counters`, one upsert), reads the
-windows of those not cooling down (one query), and writes each firing to the
-outbox (`store/outbox.py`). On SQLite that is inside the
-insert's transaction; on PostgreSQL (where the insert commits on its own)
-right after it, in one transaction of its own.
-
-A tenant's rules are cached per process for RULE_CACHE_SECONDS; a change
-made in this process clears the cache at once.
+Evaluating rules as events are stored is `store/firing.py`'s. A tenant's
+rules are cached per process for RULE_CACHE_SECONDS; a change made in this
+process clears the cache at once.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -23,17 +15,14 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..filters import ActivityFilter
 from ..models import Tenant, utcnow
-from ..rules.conditions import AT_INGEST, FAILED_STATUSES, METRICS, SCHEDULED, Window, rule_filter, window_reason
-from ..rules.matching import BatchIndex, matching
+from ..rules.conditions import AT_INGEST, SCHEDULED, rule_filter
 from ..rules.models import OutboxMessage, Rule, RuleChannel, RuleCounter
-from ..serialize import activity_json
 from .filtering import apply_filter
-from .outbox import enqueue, firing_payload
+from .outbox import enqueue
 from .tables import activities, public
 
 log = logging.getLogger(__name__)
@@ -69,10 +58,15 @@ def create_channel(tenant_id: int, name: str, kind: str, target: str, secret: st
 
 
 def delete_channel(tenant_id: int, channel_id: int) -> bool:
-    channel = get_channel(tenant_id, channel_id)
-    if channel is None:
+    """Delete a channel with its log and waiting firings; its rules keep firing, recorded only."""
+    return _delete(get_channel(tenant_id, channel_id))
+
+
+def _delete(row) -> bool:
+    """Delete a row found in the tenant (False if there was none); cached rules are reread."""
+    if row is None:
         return False
-    db.session.delete(channel)
+    db.session.delete(row)
     db.session.commit()
     forget_rules()
     return True
@@ -121,13 +115,8 @@ def save_rule(tenant_id: int, fields: dict, rule: Rule | None = None) -> Rule:
 
 
 def delete_rule(tenant_id: int, rule_id: int) -> bool:
-    rule = get_rule(tenant_id, rule_id)
-    if rule is None:
-        return False
-    db.session.delete(rule)
-    db.session.commit()
-    forget_rules()
-    return True
+    """Delete a rule with its firings and counts."""
+    return _delete(get_rule(tenant_id, rule_id))
 
 
 def _commit_or_conflict(message: str) -> None:
@@ -224,205 +213,7 @@ def scheduled_rules() -> list[LiveRule]:
         return _live_rules(conn, rules_table.c.condition.in_(sorted(SCHEDULED)))
 
 
-# ------------------------------------------------------------- at ingest
-
-
-@dataclass
-class Firing:
-    rule: LiveRule
-    reason: str
-    events: list[dict]
-    count: int
-
-
-def fire_rules(conn, rows: list[dict]) -> int:
-    """Ingest's hook: evaluate the new rows against their tenants' rules and
-    write the firings to the outbox. Returns how many fired.
-
-    A fault here is logged and never fails the ingest it rides on."""
-    if not rows:
-        return 0
-    try:
-        fired = _fire_rules(conn, rows)
-    except Exception:
-        log.exception("rules could not be evaluated for %d new events", len(rows))
-        return 0
-    if fired:
-        from ..rules.setup import wake_worker
-
-        wake_worker(current_app)
-    return fired
-
-
-def _fire_rules(conn, rows: list[dict]) -> int:
-    by_tenant: dict[int, list[dict]] = {}
-    for row in rows:
-        by_tenant.setdefault(row["tenant_id"], []).append(row)
-    now = utcnow()
-    firings: list[Firing] = []
-    counted: list[tuple[LiveRule, list[dict]]] = []  # windowed rules and their matches in the window
-    for tenant_id, events in by_tenant.items():
-        rules = ingest_rules(conn, tenant_id)
-        if not rules:
-            continue
-        index = BatchIndex(events)
-        for rule in rules:
-            if rule.condition == "every":
-                if not rule.cooling(now) and (matched := matching(rule.flt, index)):
-                    firings.extend(_every(rule, [events[p] for p in matched]))
-                continue
-            # Windowed rules count even while cooling down: the window after it must be whole.
-            since = int(now.timestamp()) - rule.window_seconds
-            epoch = index.epoch
-            recent = [p for p in matching(rule.flt, index) if epoch[p] >= since]
-            if recent:  # late arrivals from before the window change nothing
-                counted.append((rule, index, recent))
-    if not counted and not firings:
-        return 0
-    if conn.dialect.name != "postgresql":  # inside the insert's transaction
-        return _decide_and_write(conn, counted, firings, now)
-    # The insert has committed; what follows is one transaction of its own.
-    # Counting alone commits without waiting for the disk (counters are a
-    # cache of the events; a crash loses at most a fraction of a second of
-    # them); a transaction that writes a firing commits durably.
-    with db.engine.begin() as tx:
-        tx.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-        fired = _decide_and_write(tx, counted, firings, now)
-        if fired:
-            tx.exec_driver_sql("SET LOCAL synchronous_commit TO on")
-    return fired
-
-
-def _decide_and_write(conn, counted: list[tuple], firings: list[Firing], now: datetime) -> int:
-    if counted:
-        deciding = [(rule, index, recent) for rule, index, recent in counted if not rule.cooling(now)]
-        # This batch alone can be enough for a count rule: then its window need not be read.
-        asks = [rule for rule, _, recent in deciding
-                if not (rule.condition == "count" and len(recent) >= rule.threshold)]
-        totals = _count_and_total(conn, counted, asks, now)
-        for rule, index, recent in deciding:
-            window = totals.get(rule.id, Window(len(recent)))
-            reason = window_reason(rule, window)
-            if reason:
-                firings.append(Firing(rule, reason, [index.events[p] for p in recent[:10]], window.matches))
-    return _write_firings(conn, firings, now) if firings else 0
-
-
-def _every(rule: LiveRule, matched: list[dict]) -> list[Firing]:
-    if rule.cooldown_seconds:  # the first fires; the rest fall in its cool-down
-        return [Firing(rule, "a matching event", matched[:1], 1)]
-    return [Firing(rule, "a matching event", [e], 1) for e in matched]
-
-
-def bucket_seconds(window_seconds: int) -> int:
-    """A windowed rule's counting bucket: about 600 to a window, at least a second."""
-    return max(1, window_seconds // 600)
-
-
-def _bucket(moment: datetime, size: int) -> int:
-    return int(moment.timestamp()) // size * size
-
-
-def _count_and_total(conn, counted: list[tuple], asks: list[LiveRule], now: datetime) -> dict[int, Window]:
-    """Add each counted rule's matches (positions in a batch) to its time
-    buckets, and read the windows of the rules in `asks`, this batch included."""
-    buckets: dict[tuple[int, int], list] = {}
-    batch: dict[int, list] = {}
-    for rule, index, recent in counted:
-        size = bucket_seconds(rule.window_seconds)
-        epoch, events = index.epoch, index.events
-        metric = METRICS[rule.metric] if rule.condition == "cost" else None
-        mine = batch.setdefault(rule.id, [0, 0, 0.0])
-        for p in recent:
-            entry = buckets.get((rule.id, epoch[p] // size * size))
-            if entry is None:
-                entry = buckets[(rule.id, epoch[p] // size * size)] = [0, 0, 0.0]
-            failed = events[p].get("status") in FAILED_STATUSES
-            value = metric.of(events[p]) if metric is not None else 0.0
-            entry[0] += 1
-            entry[1] += failed
-            entry[2] += value
-            mine[0] += 1
-            mine[1] += failed
-            mine[2] += value
-    if conn.dialect.name == "postgresql":
-        # One statement: the upsert, and the windows as they were before it
-        # (a statement's reads do not see its own writes), to which this
-        # batch's own counts are added here.
-        keys, values = list(buckets), list(buckets.values())
-        rows = conn.exec_driver_sql(_PG_COUNT_AND_TOTAL, {
-            "rule_id": [k[0] for k in keys], "bucket": [k[1] for k in keys], "matches": [v[0] for v in values],
-            "failed": [v[1] for v in values], "metric": [v[2] for v in values],
-            "ask_rule": [r.id for r in asks], "ask_since": [_window_start(r, now) for r in asks]})
-        before = {row[0]: (row[1], row[2], row[3]) for row in rows}
-        totals = {}
-        for rule in asks:
-            old, new = before.get(rule.id, (0, 0, 0.0)), batch[rule.id]
-            totals[rule.id] = Window(int(old[0]) + new[0], int(old[1]) + new[1], float(old[2]) + new[2])
-        return totals
-    conn.execute(_counter_upsert(conn.dialect.name), [
-        {"rule_id": rule_id, "bucket": bucket, "matches": m, "failed": f, "metric": x}
-        for (rule_id, bucket), (m, f, x) in buckets.items()])
-    return _window_totals(conn, asks, now) if asks else {}
-
-
-def _window_start(rule: LiveRule, now: datetime) -> int:
-    """The first bucket of the rule's sliding window (its edge is exact to one bucket)."""
-    return _bucket(now - timedelta(seconds=rule.window_seconds), bucket_seconds(rule.window_seconds))
-
-
-# PostgreSQL: every bucket in one statement with one array parameter per
-# column, as ingest writes events, and the windows asked for joined from two
-# more arrays; the text never changes, so psycopg prepares it.
-_PG_COUNT_AND_TOTAL = (
-    "WITH counted AS (INSERT INTO rule_counters (rule_id, bucket, matches, failed, metric) "
-    "SELECT * FROM unnest(%(rule_id)s::int[], %(bucket)s::bigint[], %(matches)s::int[], %(failed)s::int[], "
-    "%(metric)s::float8[]) ON CONFLICT (rule_id, bucket) DO UPDATE SET matches = rule_counters.matches + "
-    "excluded.matches, failed = rule_counters.failed + excluded.failed, metric = rule_counters.metric + excluded.metric) "
-    "SELECT c.rule_id, sum(c.matches), sum(c.failed), sum(c.metric) FROM rule_counters c "
-    "JOIN unnest(%(ask_rule)s::int[], %(ask_since)s::bigint[]) AS a(rule_id, since) "
-    "ON c.rule_id = a.rule_id AND c.bucket >= a.since GROUP BY c.rule_id"
-)
-
-
-@functools.cache
-def _counter_upsert(dialect: str):
-    """Built once, so its compiled form is reused: ingest's path runs it every batch."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(counters_table)
-    return statement.on_conflict_do_update(index_elements=["rule_id", "bucket"], set_={
-        "matches": counters_table.c.matches + statement.excluded.matches,
-        "failed": counters_table.c.failed + statement.excluded.failed,
-        "metric": counters_table.c.metric + statement.excluded.metric})
-
-
-@functools.cache
-def _totals_query(rules: int):
-    """The totals of `rules` rules' windows, each from its own first bucket: one shape per count, compiled once."""
-    c = counters_table.c
-    ranges = [sa.and_(c.rule_id == sa.bindparam(f"r{i}"), c.bucket >= sa.bindparam(f"s{i}")) for i in range(rules)]
-    return (sa.select(c.rule_id, sa.func.sum(c.matches), sa.func.sum(c.failed), sa.func.sum(c.metric))
-            .where(sa.or_(*ranges)).group_by(c.rule_id))
-
-
-def _window_totals(conn, rules: list[LiveRule], now: datetime) -> dict[int, Window]:
-    """Each rule's totals over its sliding window (edge exact to one bucket), in one query."""
-    params = {}
-    for i, rule in enumerate(rules):
-        params[f"r{i}"] = rule.id
-        params[f"s{i}"] = _window_start(rule, now)
-    return {row[0]: Window(int(row[1]), int(row[2]), float(row[3]))
-            for row in conn.execute(_totals_query(len(rules)), params)}
-
-
-def prune_counters(now: datetime | None = None) -> int:
-    """Drop buckets that have left their rule's window (with a window's margin)."""
-    now_epoch = int((now or utcnow()).timestamp())
-    window = sa.select(rules_table.c.window_seconds).where(rules_table.c.id == counters_table.c.rule_id)
-    result = db.session.execute(sa.delete(counters_table).where(
-        counters_table.c.bucket < now_epoch - 2 * sa.func.coalesce(window.scalar_subquery(), 0)))
-    db.session.commit()
-    return result.rowcount
+# ------------------------------------------------------------ on the clock
 
 
 def _claim_seen(conn, rule: LiveRule, now: datetime, seen: datetime | None) -> bool:
@@ -434,46 +225,6 @@ def _claim_seen(conn, rule: LiveRule, now: datetime, seen: datetime | None) -> b
     if won:
         rule.last_fired_at = now  # this process's cache cools down too
     return won
-
-
-@functools.cache
-def _claim_query(rules: int):
-    """Claim `rules` rules' firings at once: each whose cool-down has passed (or that has none) is set to now."""
-    c = rules_table.c
-    return (sa.update(rules_table).values(last_fired_at=sa.bindparam("now"))
-            .where(sa.or_(*(sa.and_(c.id == sa.bindparam(f"r{i}"), sa.or_(c.last_fired_at.is_(None),
-                                                                           c.last_fired_at <= sa.bindparam(f"l{i}")))
-                            for i in range(rules))))
-            .returning(c.id))
-
-
-def _claim_many(conn, rules: list[LiveRule], now: datetime) -> set[int]:
-    """The rules among these that may fire now (one statement); of two processes, one wins each."""
-    params = {"now": now}
-    for i, rule in enumerate(rules):
-        params[f"r{i}"] = rule.id
-        params[f"l{i}"] = now - timedelta(seconds=rule.cooldown_seconds)
-    won = set(conn.execute(_claim_query(len(rules)), params).scalars())
-    for rule in rules:
-        if rule.id in won:
-            rule.last_fired_at = now  # this process's cache cools down too
-    return won
-
-
-def _write_firings(conn, firings: list[Firing], now: datetime) -> int:
-    claimed = _claim_many(conn, list({f.rule.id: f.rule for f in firings}.values()), now)
-    messages = []
-    for firing in firings:
-        rule = firing.rule
-        if rule.id in claimed:
-            events = [activity_json(public(e), rule.tenant_slug) for e in firing.events]
-            messages.append((rule, "firing", firing.reason, firing_payload(rule, firing.reason, firing.count,
-                                                                           events, now)))
-    enqueue(conn, messages, now)
-    return len(messages)
-
-
-# ------------------------------------------------------------ on the clock
 
 
 def last_match_time(rule: LiveRule) -> datetime | None:
