@@ -1,0 +1,1 @@
+"""Cost and tokens of Claude Code sessions, from OpenTelemetry (see integrations/otlp)."""
