@@ -314,3 +314,37 @@ class IntegrationSecret(db.Model):
         # every secret of its integration (see integrations/signing.py).
         sa.Index("ix_integration_secrets_integration", "integration", "name"),
     )
+
+
+class UsagePoint(db.Model):
+    """One data point of a Claude Code metric received over OpenTelemetry
+    (`claude_code.cost.usage`, `claude_code.token.usage` and the others).
+
+    Claude Code exports delta sums, so a session's cost is the sum of its
+    points. `value` is an integer in the metric's unit times its scale
+    (`integrations/claude_code_otel.METRIC_SCALES`: cost in 1e-12 USD, time
+    in microseconds), so sums are exact on both databases. `point_key`
+    digests the point (metric, attributes, interval, value): a resent export
+    inserts nothing.
+    """
+
+    __tablename__ = "usage_points"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    point_key: Mapped[str] = mapped_column(sa.String(64))
+    metric: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(50), default="")  # the `type` (tokens) or `start_type` attribute
+    session_id: Mapped[Key]
+    model: Mapped[Key]
+    actor_id: Mapped[Key]  # user.email, else user.account_uuid, else user.id
+    query_source: Mapped[Label]
+    day: Mapped[datetime] = mapped_column(sa.Date)
+    occurred_at: Mapped[Moment]
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "point_key", name="uq_usage_points_key"),
+        sa.Index("ix_usage_points_session", "tenant_id", "session_id", "metric"),
+        sa.Index("ix_usage_points_day", "tenant_id", "metric", "day"),
+    )

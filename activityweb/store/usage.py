@@ -1,1 +1,132 @@
-"""Cost and tokens of Claude Code sessions, from OpenTelemetry (see integrations/otlp)."""
+"""Cost and tokens of Claude Code sessions: the metric points received over
+OpenTelemetry (`integrations/claude_code_otel`), stored once and summed.
+
+Values are scaled integers (`UsagePoint`), so every total here is an exact
+sum of what was exported, per session, model, day, project and actor.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..extensions import db
+from ..integrations.claude_code_otel import COST, TOKENS, usd
+from ..models import UsagePoint
+from .database import dialect
+from .tables import activities
+
+usage_points = UsagePoint.__table__
+TOKEN_KINDS = ("input", "output", "cacheRead", "cacheCreation")
+GROUPS = ("model", "day", "project", "actor", "session")
+
+
+@dataclass
+class Usage:
+    """Cost (USD, exact) and tokens by kind, of a session or a group."""
+
+    cost: Decimal = Decimal(0)
+    tokens: dict = field(default_factory=lambda: dict.fromkeys(TOKEN_KINDS, 0))
+    by_model: dict = field(default_factory=dict)  # model -> Usage (filled for sessions)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens.values())
+
+    def add(self, metric: str, kind: str, value: int) -> None:
+        if metric == COST:
+            self.cost += usd(value)
+        elif kind in self.tokens:
+            self.tokens[kind] += value
+
+    def as_json(self) -> dict:
+        body = {"cost_usd": float(self.cost), "cost_usd_exact": str(self.cost.normalize() if self.cost else 0),
+                "tokens": dict(self.tokens), "total_tokens": self.total_tokens}
+        if self.by_model:
+            body["by_model"] = {model: usage.as_json() for model, usage in sorted(self.by_model.items())}
+        return body
+
+
+@functools.cache
+def _insert(dialect_name: str):
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return insert(usage_points).on_conflict_do_nothing(index_elements=["tenant_id", "point_key"])
+
+
+def add_points(tenant_id: int, points: list[dict]) -> int:
+    """Store metric points once each (a resent export adds nothing); how many were new."""
+    if not points:
+        return 0
+    result = db.session.execute(_insert(dialect()), [{**p, "tenant_id": tenant_id} for p in points])
+    db.session.commit()
+    return max(result.rowcount or 0, 0)
+
+
+def session_usage(tenant_id: int, session_ids) -> dict[str, Usage]:
+    """The usage of each of these sessions that has any, with its split by model."""
+    ids = [s for s in set(session_ids) if s]
+    if not ids:
+        return {}
+    c = usage_points.c
+    rows = db.session.execute(
+        sa.select(c.session_id, c.model, c.metric, c.kind, sa.func.sum(c.value))
+        .where(c.tenant_id == tenant_id, c.session_id.in_(ids), c.metric.in_((COST, TOKENS)))
+        .group_by(c.session_id, c.model, c.metric, c.kind))
+    found: dict[str, Usage] = {}
+    for session, model, metric, kind, value in rows:
+        usage = found.setdefault(session, Usage())
+        usage.add(metric, kind, int(value))
+        usage.by_model.setdefault(model or "unknown", Usage()).add(metric, kind, int(value))
+    return found
+
+
+def _session_projects():
+    """Each Claude Code session's project, from its hook events (metrics carry none)."""
+    c = activities.c
+    return (sa.select(c.tenant_id, c.conversation_id.label("session_id"), sa.func.max(c.project).label("project"))
+            .where(c.source == "claude_code", c.conversation_id.is_not(None), c.project.is_not(None))
+            .group_by(c.tenant_id, c.conversation_id).subquery())
+
+
+def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: datetime | None = None,
+             limit: int = 50) -> list[tuple[str | None, Usage]]:
+    """Usage grouped by model, day, project, actor or session, largest cost
+    first (days in order), within [since, until)."""
+    c = usage_points.c
+    query = sa.select(c.metric, c.kind, sa.func.sum(c.value)).where(c.tenant_id == tenant_id,
+                                                                    c.metric.in_((COST, TOKENS)))
+    if since is not None:
+        query = query.where(c.occurred_at >= since)
+    if until is not None:
+        query = query.where(c.occurred_at < until)
+    if group == "project":
+        projects = _session_projects()
+        key = projects.c.project
+        query = query.outerjoin(projects, sa.and_(projects.c.tenant_id == c.tenant_id,
+                                                  projects.c.session_id == c.session_id))
+    else:
+        key = {"model": c.model, "day": c.day, "actor": c.actor_id, "session": c.session_id}[group]
+    rows = db.session.execute(query.add_columns(key.label("key")).group_by(key, c.metric, c.kind))
+    groups: dict = {}
+    for metric, kind, value, group_key in rows:
+        if isinstance(group_key, str) and group == "day":
+            group_key = date.fromisoformat(group_key)
+        groups.setdefault(group_key, Usage()).add(metric, kind, int(value))
+    if group == "day":
+        ordered = sorted(groups.items(), key=lambda kv: kv[0] or date.min)
+    else:
+        ordered = sorted(groups.items(), key=lambda kv: (-kv[1].cost, -kv[1].total_tokens, str(kv[0])))
+    return [(k.isoformat() if isinstance(k, date) else k, usage) for k, usage in ordered[:limit]]
+
+
+def metric_totals(tenant_id: int, session_id: str) -> dict[tuple[str, str], int]:
+    """Every metric's scaled sum in a session, by (metric, kind): what the exports added up to."""
+    c = usage_points.c
+    rows = db.session.execute(sa.select(c.metric, c.kind, sa.func.sum(c.value))
+                              .where(c.tenant_id == tenant_id, c.session_id == session_id)
+                              .group_by(c.metric, c.kind))
+    return {(metric, kind): int(value) for metric, kind, value in rows}
