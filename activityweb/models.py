@@ -322,7 +322,7 @@ class UsagePoint(db.Model):
 
     Claude Code exports delta sums, so a session's cost is the sum of its
     points. `value` is an integer in the metric's unit times its scale
-    (`integrations/claude_code_otel.METRIC_SCALES`: cost in 1e-12 USD, time
+    (`costs.METRIC_SCALES`: cost in 1e-12 USD, time
     in microseconds), so sums are exact on both databases. `point_key`
     digests the point (metric, attributes, interval, value): a resent export
     inserts nothing.

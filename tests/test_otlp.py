@@ -74,7 +74,7 @@ def picos(text: str) -> int:
 def test_cost_and_tokens_add_up_to_the_exported_sums(app, client, headers, run):
     replay(client, headers, run)
     from activityweb import store
-    from activityweb.integrations.claude_code_otel import COST, TOKENS
+    from activityweb.costs import COST, TOKENS
 
     tenant = None
     with app.app_context():
@@ -125,7 +125,7 @@ def test_a_resent_batch_is_stored_once(app, client, headers):
     again = client.get(f"/api/v1/activities?session_id={session_id}&limit=200", headers=headers).get_json()["items"]
     assert [e["id"] for e in again] == [e["id"] for e in first]
     from activityweb import store
-    from activityweb.integrations.claude_code_otel import COST
+    from activityweb.costs import COST
 
     with app.app_context():
         totals = store.usage.metric_totals(store.find_tenant("acme").id, session_id)
@@ -164,16 +164,16 @@ def test_hooks_and_telemetry_join_into_one_timeline(client, headers, run):
     assert timeline["usage"]["cost_usd"] == expected["metrics"]["total"]["cost_usd"]
     turns = timeline["turns"]
     assert [t["prompt_id"] for t in turns if t["prompt_id"]] == expected["prompt_ids"]
-    assert round(sum(t["usage"]["cost_usd"] for t in turns), 7) == expected["api_request_events"]["total"]["cost_usd"]
+    assert round(sum(t["usage"]["cost_usd"] for t in turns if t["usage"]), 7) == expected["api_request_events"]["total"]["cost_usd"]
     first = turns[[t["prompt_id"] for t in turns].index(expected["prompt_ids"][0])]
     assert set(first["usage"]["by_model"]) == {"claude-sonnet-5-5", "claude-haiku-5-5"}
     # A tool call from the hooks carries its telemetry (the tool_result with the same tool_use_id).
     tool_steps = [s for t in turns for s in walk(t["steps"]) if s["kind"] == "tool" and s["event"]["source"] == "claude_code"]
     assert any(any(x["type"] == "claude.otel.tool_result" for x in s["telemetry"]) for s in tool_steps)
     # No telemetry event about a hook-seen tool call stands as a step of its own.
-    hook_tools = {s["event"]["correlation_id"] for s in tool_steps}
+    hook_tools = {s["event"]["correlation_id"] for s in tool_steps} - {None}
     loose = [s for t in turns for s in walk(t["steps"]) if s["event"]["source"] == "claude_code_otel"]
-    assert not [s for s in loose if s["event"]["correlation_id"] in hook_tools]
+    assert not [(s["event"]["type"], s["event"]["correlation_id"]) for s in loose if s["event"]["correlation_id"] in hook_tools]
 
 
 def walk(steps):
@@ -252,3 +252,41 @@ def test_what_is_refused(app, client, headers, make_token):
     assert too_big.status_code == 413
     assert client.post(BASE + "/v1/metrics", data=b"{\"resourceMetrics\": 5}",
                        headers={**headers, "Content-Type": "application/json"}).status_code == 400
+
+
+def test_the_settings_print_the_otel_env_block(runner):
+    result = runner.invoke(args=["claude-code", "settings", "--otel", "--url", "https://aw.example", "--token", "aw_x"])
+    assert result.exit_code == 0, result.output
+    env = json.loads(result.stdout)["env"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://aw.example" + BASE
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "Authorization=Bearer aw_x"
+    assert env["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1" and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+
+
+@pytest.fixture
+def web(local_app):
+    return local_app.test_client()
+
+
+def test_pages_show_cost_where_telemetry_came_and_how_to_get_it_where_not(web):
+    post_hooks(web, {}, "json")
+    session_id, expected = main_session("json")
+    before = web.get(f"/conversations/{session_id}").get_data(as_text=True)
+    assert "Cost and tokens need Claude Code" in before and "OTEL_EXPORTER_OTLP_ENDPOINT" in before
+    replay(web, {}, "json")
+    page = web.get(f"/conversations/{session_id}").get_data(as_text=True)
+    assert "Cost and tokens need" not in page
+    assert f'data-cost-usd="{Decimal(expected["metrics"]["total"]["cost_usd_exact"]).quantize(Decimal("1e-12")).normalize()}"' in page
+    assert page.count('class="turn"') >= 3 and 'data-model="claude-haiku-5-5"' in page
+    assert 'class="step-telemetry"' in page
+    listing = web.get("/conversations").get_data(as_text=True)
+    assert "$0.1276" in listing
+    stats = web.get("/stats").get_data(as_text=True)
+    assert 'id="usage-stats"' in stats and "claude-sonnet-5-5" in stats and "billing-api" in stats
+    assert "$0.1305" in stats  # both sessions: 0.1275886 + 0.0029584
+    api = web.get("/api/v1/usage/stats").get_json()
+    assert Decimal(api["total"]["cost_usd_exact"]) == Decimal("0.1275886") + Decimal("0.0029584")
+    assert {row["model"] for row in api["by_model"]} == {"claude-sonnet-5-5", "claude-haiku-5-5"}
+    assert [row["project"] for row in api["by_project"]] == ["billing-api"]
+    assert web.get("/api/v1/usage/stats?nope=1").status_code == 400
+    assert web.get("/api/v1/usage/stats?since=yesterday").status_code == 400

@@ -12,7 +12,7 @@ from flask import jsonify
 from ..filters import FIELDS
 from ..schemas import ActivityIn
 from ..serialize import ActivityOut, StatsOut
-from . import bp
+from . import bp, openapi_usage
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -450,9 +450,15 @@ def document() -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": paths(),
-        "components": components(),
+        "paths": {**paths(), **openapi_usage.paths()},
+        "components": _with_usage(components()),
     }
+
+
+def _with_usage(found: dict) -> dict:
+    found["schemas"].update(openapi_usage.schemas())
+    openapi_usage.extend_conversations(found)
+    return found
 
 
 @bp.get("/openapi.json")

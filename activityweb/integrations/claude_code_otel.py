@@ -24,6 +24,7 @@ import json
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from ..costs import METRIC_SCALES
 from .otlp import attributes
 from .redact import Redactor
 from .shaping import build_event, clip, fit_data, microseconds, one_line, parse_moment, shape, snake
@@ -37,12 +38,6 @@ BOOKKEEPING = frozenset({
     "api_request_body", "api_response_body",
 })
 DELTA = 1  # AGGREGATION_TEMPORALITY_DELTA
-COST = "claude_code.cost.usage"
-TOKENS = "claude_code.token.usage"
-# Stored value = reported value x scale, as an integer (exact sums): USD in
-# 1e-12 (a double's shortest repr has at most 17 significant digits; Claude
-# Code's costs carry 7 decimals), seconds in microseconds.
-METRIC_SCALES = {COST: 10**12, "claude_code.active_time.total": 10**6}
 TITLE_CHARS = 200
 
 
@@ -233,6 +228,21 @@ def _point(metric: str, point) -> dict | None:
     }
 
 
-def usd(scaled: int) -> Decimal:
-    """A stored cost as dollars, exactly."""
-    return Decimal(scaled) / METRIC_SCALES[COST]
+OTLP_BASE = "/api/v1/otlp"
+
+
+def otel_settings(base_url: str, token: str | None = None, protocol: str = "http/protobuf") -> dict:
+    """The `env` block of Claude Code's settings.json that exports its
+    telemetry here: cost, tokens and the events behind them. Claude Code
+    takes these values literally (no $VARIABLES), so the token is written in."""
+    return {"env": {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": base_url.rstrip("/") + OTLP_BASE,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {token or '<a token with the ingest scope>'}",
+        # Claude Code's defaults are 60 s and 5 s; cost shows sooner this way.
+        "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+        "OTEL_LOGS_EXPORT_INTERVAL": "5000",
+    }}

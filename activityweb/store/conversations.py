@@ -11,6 +11,7 @@ from ..filters import ActivityFilter
 from ..timeline import ConversationSummary, Timeline
 from .filtering import apply_filter
 from .tables import FEED_ORDER, activities, public
+from .usage import session_usage
 
 
 # The most events one timeline shows; a longer conversation says so.
@@ -52,7 +53,10 @@ def occurred_times(tenant_id: int, source: str, keys: set[tuple[str, str]]) -> d
 def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | None:
     """The conversation as a timeline, or None if the tenant has no event in it."""
     events, truncated = conversation(tenant_id, conversation_id)
-    return Timeline.of(conversation_id, events, truncated) if events else None
+    if not events:
+        return None
+    usage = session_usage(tenant_id, [conversation_id]).get(conversation_id)
+    return Timeline.of(conversation_id, events, truncated).with_usage(usage)
 
 
 def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -> list[ConversationSummary]:
@@ -89,5 +93,7 @@ def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20) -
         row[0]: ConversationSummary(*row, first_prompt=prompts.get(row[0]))
         for row in totals
     }
+    for conversation_id, usage in session_usage(tenant_id, by_id).items():
+        by_id[conversation_id].usage = usage
     return [by_id[i] for i in ids if i in by_id]
 

@@ -7,48 +7,20 @@ sum of what was exported, per session, model, day, project and actor.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..costs import COST, TOKENS, Usage, add_point
 from ..extensions import db
-from ..integrations.claude_code_otel import COST, TOKENS, usd
 from ..models import UsagePoint
 from .database import dialect
 from .tables import activities
 
 usage_points = UsagePoint.__table__
-TOKEN_KINDS = ("input", "output", "cacheRead", "cacheCreation")
 GROUPS = ("model", "day", "project", "actor", "session")
-
-
-@dataclass
-class Usage:
-    """Cost (USD, exact) and tokens by kind, of a session or a group."""
-
-    cost: Decimal = Decimal(0)
-    tokens: dict = field(default_factory=lambda: dict.fromkeys(TOKEN_KINDS, 0))
-    by_model: dict = field(default_factory=dict)  # model -> Usage (filled for sessions)
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(self.tokens.values())
-
-    def add(self, metric: str, kind: str, value: int) -> None:
-        if metric == COST:
-            self.cost += usd(value)
-        elif kind in self.tokens:
-            self.tokens[kind] += value
-
-    def as_json(self) -> dict:
-        body = {"cost_usd": float(self.cost), "cost_usd_exact": str(self.cost.normalize() if self.cost else 0),
-                "tokens": dict(self.tokens), "total_tokens": self.total_tokens}
-        if self.by_model:
-            body["by_model"] = {model: usage.as_json() for model, usage in sorted(self.by_model.items())}
-        return body
 
 
 @functools.cache
@@ -79,17 +51,22 @@ def session_usage(tenant_id: int, session_ids) -> dict[str, Usage]:
     found: dict[str, Usage] = {}
     for session, model, metric, kind, value in rows:
         usage = found.setdefault(session, Usage())
-        usage.add(metric, kind, int(value))
-        usage.by_model.setdefault(model or "unknown", Usage()).add(metric, kind, int(value))
+        add_point(usage, metric, kind, int(value))
+        add_point(usage.by_model.setdefault(model or "unknown", Usage()), metric, kind, int(value))
     return found
 
 
-def _session_projects():
-    """Each Claude Code session's project, from its hook events (metrics carry none)."""
+def _session_projects(tenant_id: int):
+    """Each Claude Code session's project: that of its first hook event with
+    one (metrics carry none; a later `cd` would name a subdirectory)."""
     c = activities.c
-    return (sa.select(c.tenant_id, c.conversation_id.label("session_id"), sa.func.max(c.project).label("project"))
-            .where(c.source == "claude_code", c.conversation_id.is_not(None), c.project.is_not(None))
-            .group_by(c.tenant_id, c.conversation_id).subquery())
+    ranked = (sa.select(c.tenant_id, c.conversation_id.label("session_id"), c.project,
+                        sa.func.row_number().over(partition_by=(c.tenant_id, c.conversation_id),
+                                                  order_by=(c.occurred_at, c.id)).label("n"))
+              .where(c.tenant_id == tenant_id, c.source == "claude_code", c.conversation_id.is_not(None),
+                     c.project.is_not(None))
+              .subquery())
+    return sa.select(ranked.c.tenant_id, ranked.c.session_id, ranked.c.project).where(ranked.c.n == 1).subquery()
 
 
 def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: datetime | None = None,
@@ -104,7 +81,7 @@ def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: d
     if until is not None:
         query = query.where(c.occurred_at < until)
     if group == "project":
-        projects = _session_projects()
+        projects = _session_projects(tenant_id)
         key = projects.c.project
         query = query.outerjoin(projects, sa.and_(projects.c.tenant_id == c.tenant_id,
                                                   projects.c.session_id == c.session_id))
@@ -115,7 +92,7 @@ def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: d
     for metric, kind, value, group_key in rows:
         if isinstance(group_key, str) and group == "day":
             group_key = date.fromisoformat(group_key)
-        groups.setdefault(group_key, Usage()).add(metric, kind, int(value))
+        add_point(groups.setdefault(group_key, Usage()), metric, kind, int(value))
     if group == "day":
         ordered = sorted(groups.items(), key=lambda kv: kv[0] or date.min)
     else:
@@ -130,3 +107,31 @@ def metric_totals(tenant_id: int, session_id: str) -> dict[tuple[str, str], int]
                               .where(c.tenant_id == tenant_id, c.session_id == session_id)
                               .group_by(c.metric, c.kind))
     return {(metric, kind): int(value) for metric, kind, value in rows}
+
+
+@dataclass
+class UsageReport:
+    """Cost and tokens over a period: in total, per day, and by model, project and actor."""
+
+    total: Usage
+    by_day: list
+    by_model: list
+    by_project: list
+    by_actor: list
+
+    def as_json(self) -> dict:
+        def rows(pairs, key):
+            return [{key: k, **usage.as_json()} for k, usage in pairs]
+        return {"total": self.total.as_json(), "by_day": rows(self.by_day, "day"),
+                "by_model": rows(self.by_model, "model"), "by_project": rows(self.by_project, "project"),
+                "by_actor": rows(self.by_actor, "actor")}
+
+
+def usage_report(tenant_id: int, since: datetime | None = None, until: datetime | None = None) -> UsageReport:
+    by_day = usage_by(tenant_id, "day", since, until, limit=400)
+    total = Usage()
+    for _, usage in by_day:
+        total.cost += usage.cost
+        for kind, count in usage.tokens.items():
+            total.tokens[kind] += count
+    return UsageReport(total, by_day, *(usage_by(tenant_id, group, since, until) for group in ("model", "project", "actor")))
