@@ -131,6 +131,10 @@ def _join_key(event: dict) -> tuple | None:
         return ("tool", event["correlation_id"])
     if event.get("request_id") and event.get("type") in ("claude.prompt.submitted", "claude.otel.user_prompt"):
         return ("prompt", event["request_id"])
+    # A reply shown (MessageDisplay) and the same reply logged (assistant_response)
+    # share no id; within a turn their text tells them apart.
+    if event.get("summary") and event.get("type") in ("claude.message", "claude.otel.assistant_response"):
+        return ("reply", event.get("request_id"), event["summary"][:300])
     return None
 
 
@@ -147,6 +151,7 @@ class Turn:
     prompt_id: str | None
     steps: list[Step]
     usage: Usage | None
+    number: int | None = None  # 1, 2, ... for the turns that have a prompt
 
 
 def turns(steps: list[Step], events: list[dict]) -> list[Turn]:
@@ -166,6 +171,8 @@ def turns(steps: list[Step], events: list[dict]) -> list[Turn]:
     if by_prompt:  # API calls of a turn that has no step here (a conversation cut short)
         for prompt_id, calls in by_prompt.items():
             found.append(Turn(prompt_id, [], usage_of_events(calls)))
+    for number, turn in enumerate((t for t in found if t.prompt_id), start=1):
+        turn.number = number
     return found
 
 
