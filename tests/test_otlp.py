@@ -290,3 +290,39 @@ def test_pages_show_cost_where_telemetry_came_and_how_to_get_it_where_not(web):
     assert [row["project"] for row in api["by_project"]] == ["billing-api"]
     assert web.get("/api/v1/usage/stats?nope=1").status_code == 400
     assert web.get("/api/v1/usage/stats?since=yesterday").status_code == 400
+
+
+ODD_LOG_RECORDS = [
+    {"timeUnixNano": "9223372036854775807", "body": {"stringValue": "claude_code.user_prompt"}},
+    {"timeUnixNano": "1", "body": {"stringValue": "claude_code.tool_result"},
+     "attributes": [{"key": "duration_ms", "value": {"stringValue": "a while"}},
+                    {"key": "session.id", "value": {"intValue": "42"}}]},
+    {"body": {"stringValue": "claude_code.api_request"},
+     "attributes": [{"key": "cost_usd", "value": {"stringValue": "free"}},
+                    {"key": "model", "value": {"kvlistValue": {"values": [{"key": "a", "value": {"boolValue": True}}]}}},
+                    {"key": "input_tokens", "value": {"doubleValue": 1e300}}]},
+    {"body": {"stringValue": "claude_code." + "x" * 5000},
+     "attributes": [{"key": "event.name", "value": {"arrayValue": {"values": [{"stringValue": "y"}]}}}]},
+    {"body": {"stringValue": "claude_code.api_error"},
+     "attributes": [{"key": "status_code", "value": {"stringValue": "\u0000" * 300}}]},
+]
+
+
+@pytest.mark.parametrize("record", ODD_LOG_RECORDS)
+def test_odd_log_records_never_fail_the_server(client, headers, record):
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    response = client.post(BASE + "/v1/logs", data=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("point", [
+    {"timeUnixNano": "9223372036854775807", "asDouble": 1},
+    {"timeUnixNano": "1796197714904000000", "asDouble": 1e300},
+    {"timeUnixNano": "1796197714904000000", "asInt": "9223372036854775807"},
+    {"timeUnixNano": "1796197714904000000"},
+])
+def test_odd_metric_points_are_rejected_or_taken_never_a_500(client, headers, point):
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": "claude_code.token.usage", "sum": {"aggregationTemporality": 1, "dataPoints": [point]}}]}]}]}
+    response = client.post(BASE + "/v1/metrics", data=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from ..costs import METRIC_SCALES
+from ..errors import ApiError
 from .otlp import attributes
 from .redact import Redactor
 from .shaping import build_event, clip, fit_data, microseconds, one_line, parse_moment, shape, snake
@@ -39,6 +40,8 @@ BOOKKEEPING = frozenset({
 })
 DELTA = 1  # AGGREGATION_TEMPORALITY_DELTA
 TITLE_CHARS = 200
+# A stored value's bound: sums of many points still fit in 64 bits.
+MAX_VALUE = 2**53
 
 
 def _text(values: dict, key: str, limit: int = 200) -> str | None:
@@ -62,9 +65,14 @@ def _number(values: dict, key: str) -> float | None:
 
 
 def _moment(nanos: int) -> datetime | None:
+    """A time in nanoseconds since the epoch, if it is one an activity accepts (see `parse_moment`)."""
     if not nanos:
         return None
-    return parse_moment(datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc).isoformat())
+    try:
+        moment = datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return parse_moment(moment.isoformat())
 
 
 def actor_of(values: dict) -> str | None:
@@ -93,7 +101,11 @@ def log_events(request, *, max_chars: int, masker: Redactor) -> tuple[list[dict]
                 key = hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest()
                 occurred_at = (_moment(record.time_unix_nano) or _moment(record.observed_time_unix_nano)
                                or parse_moment(raw.get("event.timestamp")) or datetime.now(timezone.utc))
-                events.append(to_activity(short, raw, key, occurred_at, max_chars=max_chars, masker=masker))
+                try:
+                    events.append(to_activity(short, raw, key, occurred_at, max_chars=max_chars, masker=masker))
+                except ApiError as exc:  # the record maps to an invalid activity: the rest still store
+                    rejected += 1
+                    reasons.add(f"{short}: {exc.message}"[:300])
     return events, rejected, "; ".join(sorted(reasons))
 
 
@@ -198,7 +210,7 @@ def usage_points(request) -> tuple[list[dict], int, str]:
                     stored = _point(metric.name, point)
                     if stored is None:
                         rejected += 1
-                        reasons.add(f"{metric.name}: a point without a time or a finite value")
+                        reasons.add(f"{metric.name}: a point without a time or a value in range")
                     else:
                         points.append(stored)
     return points, rejected, "; ".join(sorted(reasons))
@@ -212,6 +224,8 @@ def _point(metric: str, point) -> dict | None:
         return None
     scale = METRIC_SCALES.get(metric, 1)
     value = int((Decimal(repr(number)) * scale).to_integral_value(ROUND_HALF_EVEN))
+    if not -MAX_VALUE <= value <= MAX_VALUE:  # beyond a BIGINT column (and any real cost or count)
+        return None
     canonical = json.dumps([metric, sorted(raw.items(), key=lambda kv: kv[0]), point.start_time_unix_nano,
                             point.time_unix_nano, repr(number)], default=str, separators=(",", ":"))
     return {
