@@ -158,3 +158,19 @@ def test_generated_settings_leave_out_the_worktree_hook():
     assert "WorktreeCreate" not in hooks
     assert "Elicitation" in hooks and "TaskCompleted" in hooks
     assert hooks["Setup"][0]["hooks"][0]["type"] == "command"
+
+
+@pytest.fixture
+def web(local_app):
+    return local_app.test_client()
+
+
+def test_a_forked_session_links_the_one_it_continues(web):
+    for name, at in (("UserPromptSubmit", "07:50:00"), ("SessionStart.fork", "07:52:00")):
+        body = {**load(name), "activityweb_occurred_at": f"2026-12-02T{at}Z"}
+        assert web.post(HOOK, data=json.dumps(body), content_type="application/json").status_code == 201
+    fork = load("SessionStart.fork")["session_id"]
+    page = web.get(f"/conversations/{fork}").get_data(as_text=True)
+    assert f'href="/conversations/{MAIN}"' in page and "Continues" in page
+    api = web.get(f"/api/v1/conversations/{fork}").get_json()
+    assert api["continues"] == MAIN
