@@ -85,3 +85,14 @@ def test_lanes_show_state_tool_prompt_and_fold_ended_sessions(web):
     partial = web.get("/sessions", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert partial.lstrip().startswith("<ol") or "running-lanes" in partial
     assert "<html" not in partial
+
+
+def test_the_api_lists_waiting_sessions_and_lanes(web):
+    send(web, payload("SessionStart", "s-api", 60), payload("PreToolUse", "s-api", 30, tool_use_id="toolu_x"),
+         payload("PermissionRequest", "s-api", 20))
+    [waiting] = web.get("/api/v1/sessions/waiting").get_json()["items"]
+    assert (waiting["session_id"], waiting["kind"]) == ("s-api", "permission")
+    assert waiting["asks"].startswith("Permission asked: Bash")
+    [lane] = web.get("/api/v1/sessions").get_json()["items"]
+    assert (lane["id"], lane["state"], lane["tool"]) == ("s-api", "waiting", "Bash: echo hi")
+    assert len(lane["pulse"]) == 30 and sum(lane["pulse"]) == 3

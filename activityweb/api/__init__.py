@@ -12,4 +12,4 @@ limiter.limit(api_limit, key_func=credential_key)(bp)
 
 from . import activities, conversations, export, openapi, reading, stats, streams  # noqa: E402,F401  (routes register on import)
 from . import integrations  # noqa: E402,F401  (producer endpoints: Claude Code hooks, signed webhooks)
-from . import otlp, usage  # noqa: E402,F401  (OTLP/HTTP: Claude Code's OpenTelemetry exporter)
+from . import otlp, sessions, usage  # noqa: E402,F401  (OTLP/HTTP: Claude Code's OpenTelemetry exporter)

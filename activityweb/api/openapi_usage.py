@@ -1,5 +1,6 @@
-"""The OpenAPI parts of cost and tokens: the OTLP receiver, usage stats, and
-the usage fields of conversations (merged into `openapi.document`)."""
+"""The OpenAPI parts of Claude Code's telemetry and sessions: the OTLP
+receiver, usage stats, the usage fields of conversations, the running
+sessions and who waits (merged into `openapi.document`)."""
 from __future__ import annotations
 
 
@@ -33,8 +34,41 @@ def _group(key: str) -> dict:
                                                                   "properties": {key: {"type": ["string", "null"]}}}]}}
 
 
+WAITING = {
+    "type": "object", "required": ["session_id", "since", "asks", "kind", "event_id"],
+    "properties": {"session_id": {"type": "string"}, "project": {"type": ["string", "null"]},
+                   "since": {"type": "string", "format": "date-time"},
+                   "asks": {"type": "string", "description": "What it asks: the first waiting event's title."},
+                   "kind": {"type": "string", "enum": ["permission", "question", "idle", "input"]},
+                   "event_id": {"type": "string"}, "agent": {"type": ["string", "null"]}},
+}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+LANE = {
+    "type": "object", "required": ["id", "session_id", "name", "state", "pulse", "subagents"],
+    "properties": {
+        "id": {"type": "string", "description": "The session id, or a subagent's agent_id."},
+        "session_id": {"type": "string"}, "name": {"type": "string"},
+        "state": {"type": "string", "enum": ["tool", "waiting", "idle", "ended"]},
+        "started_at": {"type": "string", "format": "date-time"}, "last_at": {"type": "string", "format": "date-time"},
+        "tool": {"type": ["string", "null"], "description": "The running tool call's title."},
+        "tool_since": NULLABLE_TIME, "last_prompt": {"type": ["string", "null"]},
+        "waiting": {"oneOf": [_ref("WaitingSession"), {"type": "null"}]},
+        "pulse": {"type": "array", "items": {"type": "integer"},
+                  "description": "Events per 10 seconds over the last five minutes, oldest first."},
+        "usage": NULLABLE_USAGE,
+        "subagents": {"type": "array", "items": _ref("SessionLane")},
+    },
+}
+
+
+def _items(name: str) -> dict:
+    return {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": _ref(name)}}}
+
+
 def schemas() -> dict:
     return {
+        "WaitingSession": WAITING,
+        "SessionLane": LANE,
         "Usage": USAGE,
         "UsageStats": {
             "type": "object", "required": ["total", "by_day", "by_model", "by_project", "by_actor"],
@@ -63,6 +97,21 @@ def paths() -> dict:
     return {
         "/api/v1/otlp/v1/logs": _otlp("logs", "otlpLogs"),
         "/api/v1/otlp/v1/metrics": _otlp("metrics", "otlpMetrics"),
+        "/api/v1/sessions": {"get": {
+            "summary": "A lane per Claude Code session active in the last hour, running ones first",
+            "operationId": "sessionLanes",
+            "responses": {"200": {"description": "Lanes", "content": {"application/json": {"schema": _items("SessionLane")}}},
+                          **_errors(401, 403, 429)},
+        }},
+        "/api/v1/sessions/waiting": {"get": {
+            "summary": "Claude Code sessions waiting on a person, the longest waiting first",
+            "description": "A permission request, an elicitation, or a permission_prompt, idle_prompt, "
+            "elicitation_dialog or agent_needs_input notification with nothing after it that moves the session on.",
+            "operationId": "waitingSessions",
+            "responses": {"200": {"description": "Waiting sessions",
+                                  "content": {"application/json": {"schema": _items("WaitingSession")}}},
+                          **_errors(401, 403, 429)},
+        }},
         "/api/v1/usage/stats": {"get": {
             "summary": "Claude Code's cost and tokens: total, per day, by model, project and actor",
             "operationId": "usageStats",
