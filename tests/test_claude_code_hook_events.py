@@ -113,6 +113,8 @@ def test_each_event_has_its_type_title_and_fields(client, headers):
         # Every event of a turn carries its prompt_id; before the first prompt there is none.
         assert activity["request_id"] == payload.get("prompt_id"), name
         assert activity["data"]["hook_event_name"] == payload["hook_event_name"]
+        # The project is the session's, also after `cd src` moved the cwd (the transcript's folder says so).
+        assert activity["project"] == "billing-api", (name, activity["project"])
 
 
 def test_a_task_pairs_with_its_completion(client, headers):

@@ -38,7 +38,7 @@ from flask import current_app
 from .. import store
 from ..errors import invalid_body
 from ..schemas import MAX_TITLE, check_batch
-from .claude_code_events import NEWER_EVENT_TYPES, describe_newer, task_key
+from .claude_code_events import NEWER_EVENT_TYPES, describe_newer, project_root, task_key
 from .redact import Redactor, redactor
 from .shaping import (
     build_event,
@@ -197,7 +197,8 @@ def to_activity(
         # Claude Code's prompt_id ties every event of one user prompt (a turn),
         # hooks and OpenTelemetry events alike.
         request_id=_text(seen, "prompt_id"),
-        project=one_line(_basename(seen.get("cwd")), 200),
+        project=one_line(_basename(project_root(payload.get("cwd"), payload.get("transcript_path"))
+                                   or seen.get("cwd")), 200),
         duration_ms=duration,
         occurred_at=occurred_at,
         data=fit_data({k: v for k, v in seen.items() if k != "session_id"}),

@@ -11,6 +11,7 @@ and cut. Field names are the documented ones
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Callable
 
 from .shaping import clip, one_line
@@ -37,6 +38,7 @@ NEWER_EVENT_TYPES = {
     "ElicitationResult": "claude.elicitation.answered",
 }
 FILE_EVENTS = {"add": "added", "change": "changed", "unlink": "removed"}
+_PATH_CHARS = re.compile(r"[^A-Za-z0-9]")
 
 
 def _text(p: dict, key: str) -> str | None:
@@ -211,3 +213,22 @@ def task_key(payload: dict) -> str | None:
     """A task's id within its session: Task ids count from 1 in every session."""
     task, session = _text(payload, "task_id"), _text(payload, "session_id")
     return f"task:{task}@{session}"[:200] if task and session else None
+
+
+def project_root(cwd, transcript_path) -> str | None:
+    """The session's project directory: Claude Code keeps a session's transcript
+    under ~/.claude/projects/<the project path, each non-alphanumeric character
+    a dash>/, so the cwd or the parent of it that encodes to that name is the
+    project even after a `cd` (CwdChanged) moved the cwd into a subdirectory."""
+    if not isinstance(cwd, str) or not cwd or not isinstance(transcript_path, str):
+        return None
+    parts = transcript_path.replace("\\", "/").split("/")
+    if "projects" not in parts[:-1]:
+        return None
+    encoded = parts[parts.index("projects") + 1] if parts.index("projects") + 1 < len(parts) - 1 else None
+    path = cwd.replace("\\", "/").rstrip("/")
+    while encoded and path:
+        if _PATH_CHARS.sub("-", path) == encoded:
+            return path
+        path = path.rsplit("/", 1)[0] if "/" in path else ""
+    return None
