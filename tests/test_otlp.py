@@ -326,3 +326,20 @@ def test_odd_metric_points_are_rejected_or_taken_never_a_500(client, headers, po
         {"name": "claude_code.token.usage", "sum": {"aggregationTemporality": 1, "dataPoints": [point]}}]}]}]}
     response = client.post(BASE + "/v1/metrics", data=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_usage_points_expire_with_the_tenants_retention(app, client, headers):
+    replay(client, headers, "protobuf")
+    from datetime import datetime, timezone
+
+    from activityweb import store
+
+    with app.app_context():
+        tenant = store.find_tenant("acme").id
+        session_id, _ = main_session("protobuf")
+        assert store.usage.metric_totals(tenant, session_id)
+        store.set_retention(tenant, 30)
+        store.prune(tenant, now=datetime(2026, 12, 20, tzinfo=timezone.utc))  # 18 days on: kept
+        assert store.usage.metric_totals(tenant, session_id)
+        store.prune(tenant, now=datetime(2027, 1, 10, tzinfo=timezone.utc))  # 39 days on: gone
+        assert store.usage.metric_totals(tenant, session_id) == {}

@@ -135,3 +135,11 @@ def usage_report(tenant_id: int, since: datetime | None = None, until: datetime 
         for kind, count in usage.tokens.items():
             total.tokens[kind] += count
     return UsageReport(total, by_day, *(usage_by(tenant_id, group, since, until) for group in ("model", "project", "actor")))
+
+
+def prune_points(tenant_id: int, before: datetime) -> int:
+    """Delete the tenant's metric points from before `before` (its retention, as
+    for events), in the caller's transaction."""
+    c = usage_points.c
+    result = db.session.execute(sa.delete(usage_points).where(c.tenant_id == tenant_id, c.occurred_at < before))
+    return result.rowcount or 0
