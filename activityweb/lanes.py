@@ -7,7 +7,8 @@ Pure functions over events already read (`store.sessions`); no database.
   Notification of type permission_prompt, idle_prompt, elicitation_dialog,
   elicitation_url_dialog or agent_needs_input, with nothing after it that
   shows the session moved on. Moving on: a tool call starting or finishing,
-  a prompt, a stop, an elicitation answered, the session ending (and the same
+  a prompt, a stop, an elicitation answered (or a notification that it
+  was), the session ending (and the same
   from its telemetry: a tool decision or result, a prompt).
 - A lane's state: `ended` after SessionEnd (until a SessionStart), `waiting`
   as above, `tool` while a tool call has started and not finished, else
@@ -25,6 +26,8 @@ MOVING_TYPES = ("claude.tool.started", "claude.tool.completed", "claude.tool.fai
                 "claude.stop", "claude.stop.failed", "claude.session.ended", "claude.session.started",
                 "claude.elicitation.answered", "claude.permission.denied",
                 "claude.otel.tool_decision", "claude.otel.tool_result", "claude.otel.user_prompt")
+# Notifications that say a question was answered.
+MOVING_NOTIFICATIONS = ("elicitation_complete", "elicitation_response")
 TOOL_FINISHES = ("claude.tool.completed", "claude.tool.failed")
 PULSE_BUCKETS = 30
 PULSE_SECONDS = 10  # 30 buckets of 10 s: the last five minutes
@@ -33,6 +36,11 @@ PULSE_SECONDS = 10  # 30 buckets of 10 s: the last five minutes
 def is_waiting(event: dict) -> bool:
     return event["type"] in WAITING_TYPES or (
         event["type"] == "claude.notification" and event.get("entity_id") in WAITING_NOTIFICATIONS)
+
+
+def moves_on(event: dict) -> bool:
+    return event["type"] in MOVING_TYPES or (
+        event["type"] == "claude.notification" and event.get("entity_id") in MOVING_NOTIFICATIONS)
 
 
 def waiting_kind(event: dict) -> str:
@@ -64,7 +72,7 @@ def waiting_in(session_id: str, events: list[dict]) -> Waiting | None:
     for event in events:
         if is_waiting(event):
             pending.append(event)
-        elif event["type"] in MOVING_TYPES:
+        elif moves_on(event):
             pending = []
     if not pending:
         return None

@@ -49,6 +49,7 @@ def test_a_permission_request_waits_until_the_session_moves_on(web):
     ("Elicitation", "ElicitationResult"),
     ("Notification.permission_prompt", "Stop"),
     ("Notification.idle_prompt", "SessionEnd"),
+    ("Elicitation", "Notification.elicitation_response"),
 ])
 def test_each_kind_of_wait_clears_when_the_session_moves_on(web, waiting, moving_on):
     send(web, payload("Stop", "s-2", 90), payload(waiting, "s-2", 30))

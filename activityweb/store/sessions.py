@@ -43,9 +43,17 @@ TELEMETRY = "claude_code_otel"
 
 
 def _waiting_condition():
+    """SQL for `lanes.is_waiting`."""
     c = activities.c
     return sa.or_(c.type.in_(lanes.WAITING_TYPES),
                   sa.and_(c.type == "claude.notification", c.entity_id.in_(lanes.WAITING_NOTIFICATIONS)))
+
+
+def _moving_condition():
+    """SQL for `lanes.moves_on`."""
+    c = activities.c
+    return sa.or_(c.type.in_(lanes.MOVING_TYPES),
+                  sa.and_(c.type == "claude.notification", c.entity_id.in_(lanes.MOVING_NOTIFICATIONS)))
 
 
 def waiting_sessions(tenant_id: int, now: datetime | None = None) -> list[lanes.Waiting]:
@@ -57,7 +65,7 @@ def waiting_sessions(tenant_id: int, now: datetime | None = None) -> list[lanes.
     last_wait = (sa.select(c.conversation_id, sa.func.max(c.occurred_at).label("at"))
                  .where(recent, _waiting_condition()).group_by(c.conversation_id).subquery())
     last_move = (sa.select(c.conversation_id, sa.func.max(c.occurred_at).label("at"))
-                 .where(recent, c.type.in_(lanes.MOVING_TYPES)).group_by(c.conversation_id).subquery())
+                 .where(recent, _moving_condition()).group_by(c.conversation_id).subquery())
     candidates = [row[0] for row in db.session.execute(
         sa.select(last_wait.c.conversation_id)
         .outerjoin(last_move, last_move.c.conversation_id == last_wait.c.conversation_id)
@@ -66,7 +74,7 @@ def waiting_sessions(tenant_id: int, now: datetime | None = None) -> list[lanes.
         return []
     rows = db.session.execute(
         sa.select(activities).where(recent, c.conversation_id.in_(candidates),
-                                    sa.or_(_waiting_condition(), c.type.in_(lanes.MOVING_TYPES)))
+                                    sa.or_(_waiting_condition(), _moving_condition()))
         .order_by(c.conversation_id, c.occurred_at, c.id)).mappings()
     by_session: dict[str, list[dict]] = {}
     for row in rows:
