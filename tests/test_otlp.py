@@ -290,6 +290,11 @@ def test_pages_show_cost_where_telemetry_came_and_how_to_get_it_where_not(web):
     assert [row["project"] for row in api["by_project"]] == ["billing-api"]
     assert web.get("/api/v1/usage/stats?nope=1").status_code == 400
     assert web.get("/api/v1/usage/stats?since=yesterday").status_code == 400
+    hours = web.get("/api/v1/usage/stats?bucket=hour").get_json()
+    assert hours["bucket"] == "hour" and all(p["at"].startswith("2026-12-02T07:") for p in hours["series"])
+    assert sum(Decimal(p["cost_usd_exact"]) for p in hours["series"]) == Decimal("0.1305470")
+    assert [p["at"] for p in api["series"]] == ["2026-12-02"]
+    assert web.get("/api/v1/usage/stats?bucket=week").status_code == 400
 
 
 ODD_LOG_RECORDS = [

@@ -71,8 +71,9 @@ def schemas() -> dict:
         "SessionLane": LANE,
         "Usage": USAGE,
         "UsageStats": {
-            "type": "object", "required": ["total", "by_day", "by_model", "by_project", "by_actor"],
-            "properties": {"total": _ref("Usage"), "by_day": _group("day"), "by_model": _group("model"),
+            "type": "object", "required": ["total", "bucket", "series", "by_model", "by_project", "by_actor"],
+            "properties": {"total": _ref("Usage"), "bucket": {"type": "string", "enum": ["day", "hour"]},
+                           "series": _group("at"), "by_model": _group("model"),
                            "by_project": _group("project"), "by_actor": _group("actor")},
         },
     }
@@ -115,8 +116,10 @@ def paths() -> dict:
         "/api/v1/usage/stats": {"get": {
             "summary": "Claude Code's cost and tokens: total, per day, by model, project and actor",
             "operationId": "usageStats",
-            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
-                           for n in ("since", "until")],
+            "parameters": [*({"name": n, "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
+                             for n in ("since", "until")),
+                           {"name": "bucket", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["day", "hour"], "default": "day"}}],
             "responses": {"200": {"description": "Usage", "content": {"application/json": {"schema": _ref("UsageStats")}}},
                           **_errors(400, 401, 403, 429)},
         }},

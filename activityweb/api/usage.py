@@ -12,11 +12,14 @@ from . import bp
 @require("read")
 def usage_stats():
     for key in request.args:
-        if key not in ("since", "until"):
-            raise ApiError(400, "invalid_parameter", f"Unknown parameter `{key}`; usage takes since and until.",
+        if key not in ("since", "until", "bucket"):
+            raise ApiError(400, "invalid_parameter", f"Unknown parameter `{key}`; usage takes since, until and bucket.",
                            [{"field": key, "message": "unknown parameter"}])
     since, until = (_moment(name) for name in ("since", "until"))
-    return jsonify(store.usage.usage_report(g.principal.tenant_id, since, until).as_json())
+    bucket = request.args.get("bucket", "day")
+    if bucket not in ("day", "hour"):
+        raise ApiError(400, "invalid_parameter", "`bucket` is day or hour.", [{"field": "bucket", "message": "day or hour"}])
+    return jsonify(store.usage.usage_report(g.principal.tenant_id, since, until, bucket).as_json())
 
 
 def _moment(name: str):

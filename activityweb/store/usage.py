@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,7 +20,9 @@ from .database import dialect
 from .tables import activities
 
 usage_points = UsagePoint.__table__
-GROUPS = ("model", "day", "project", "actor", "session")
+# The most points a series shows (400 days; 16 days of hours).
+SERIES_MAX = 400
+GROUPS = ("model", "day", "hour", "project", "actor", "session")
 
 
 @functools.cache
@@ -85,6 +87,9 @@ def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: d
         key = projects.c.project
         query = query.outerjoin(projects, sa.and_(projects.c.tenant_id == c.tenant_id,
                                                   projects.c.session_id == c.session_id))
+    elif group == "hour":
+        key = (sa.func.date_trunc("hour", c.occurred_at) if dialect() == "postgresql"
+               else sa.func.strftime("%Y-%m-%dT%H:00:00+00:00", c.occurred_at))
     else:
         key = {"model": c.model, "day": c.day, "actor": c.actor_id, "session": c.session_id}[group]
     rows = db.session.execute(query.add_columns(key.label("key")).group_by(key, c.metric, c.kind))
@@ -92,12 +97,21 @@ def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: d
     for metric, kind, value, group_key in rows:
         if isinstance(group_key, str) and group == "day":
             group_key = date.fromisoformat(group_key)
+        elif isinstance(group_key, str) and group == "hour":
+            group_key = datetime.fromisoformat(group_key)
         add_point(groups.setdefault(group_key, Usage()), metric, kind, int(value))
-    if group == "day":
-        ordered = sorted(groups.items(), key=lambda kv: kv[0] or date.min)
+    if group in ("day", "hour"):
+        ordered = sorted(groups.items(), key=lambda kv: str(kv[0]))
     else:
         ordered = sorted(groups.items(), key=lambda kv: (-kv[1].cost, -kv[1].total_tokens, str(kv[0])))
-    return [(k.isoformat() if isinstance(k, date) else k, usage) for k, usage in ordered[:limit]]
+    return [(_time_key(k) if isinstance(k, date) else k, usage) for k, usage in ordered[:limit]]
+
+
+def _time_key(moment: date) -> str:
+    """A day as 2026-12-02, an hour as 2026-12-02T07:00:00Z."""
+    if isinstance(moment, datetime):
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
+    return moment.isoformat()
 
 
 def metric_totals(tenant_id: int, session_id: str) -> dict[tuple[str, str], int]:
@@ -114,7 +128,8 @@ class UsageReport:
     """Cost and tokens over a period: in total, per day, and by model, project and actor."""
 
     total: Usage
-    by_day: list
+    bucket: str  # "day" or "hour": the step of `series`
+    series: list  # (day or hour, Usage), in time order
     by_model: list
     by_project: list
     by_actor: list
@@ -122,19 +137,22 @@ class UsageReport:
     def as_json(self) -> dict:
         def rows(pairs, key):
             return [{key: k, **usage.as_json()} for k, usage in pairs]
-        return {"total": self.total.as_json(), "by_day": rows(self.by_day, "day"),
+        return {"total": self.total.as_json(), "bucket": self.bucket, "series": rows(self.series, "at"),
                 "by_model": rows(self.by_model, "model"), "by_project": rows(self.by_project, "project"),
                 "by_actor": rows(self.by_actor, "actor")}
 
 
-def usage_report(tenant_id: int, since: datetime | None = None, until: datetime | None = None) -> UsageReport:
-    by_day = usage_by(tenant_id, "day", since, until, limit=400)
+def usage_report(tenant_id: int, since: datetime | None = None, until: datetime | None = None,
+                 bucket: str = "day") -> UsageReport:
+    """Usage within [since, until): in total, per `bucket` (day or hour), by model, project and actor."""
+    series = usage_by(tenant_id, bucket, since, until, limit=SERIES_MAX)
     total = Usage()
-    for _, usage in by_day:
+    for _, usage in series:
         total.cost += usage.cost
         for kind, count in usage.tokens.items():
             total.tokens[kind] += count
-    return UsageReport(total, by_day, *(usage_by(tenant_id, group, since, until) for group in ("model", "project", "actor")))
+    return UsageReport(total, bucket, series,
+                       *(usage_by(tenant_id, group, since, until) for group in ("model", "project", "actor")))
 
 
 def prune_points(tenant_id: int, before: datetime) -> int:
