@@ -18,7 +18,7 @@ from .config import PROJECT_ROOT
 from .demo import demo_events
 from .errors import InvalidQuery
 from .filters import parse_filter
-from .integrations import claude_code, signing
+from .integrations import claude_code, claude_code_otel, signing
 
 
 def _table(header: str, lines) -> None:
@@ -193,8 +193,18 @@ def claude_code_group():
               "spools while the server is away.")
 @click.option("--url", default="http://127.0.0.1:5000", show_default=True,
               help="This server's address as Claude Code's machine reaches it.")
-def claude_code_settings(style: str, url: str):
+@click.option("--otel", is_flag=True, help="Print the env block that exports Claude Code's telemetry (cost, "
+              "tokens) to this server's OTLP receiver instead of the hooks.")
+@click.option("--token", default=None, help="With --otel: the ingest token to write into the env block.")
+@click.option("--protocol", type=click.Choice(["http/protobuf", "http/json"]), default="http/protobuf",
+              show_default=True, help="With --otel: the OTLP encoding.")
+def claude_code_settings(style: str, url: str, otel: bool, token: str | None, protocol: str):
     """Print the settings.json block (env and hooks) for .claude/settings.json."""
+    if otel:
+        click.echo(json.dumps(claude_code_otel.otel_settings(url, token, protocol), indent=2))
+        click.echo("Merge this into the env of .claude/settings.json; the hooks and the telemetry join on the "
+                   "session id, so use both.", err=True)
+        return
     script = str(PROJECT_ROOT / "hooks" / "activityweb_hook.py")
     click.echo(json.dumps(claude_code.hook_settings(style, url, script), indent=2))
     click.echo("Merge this into .claude/settings.json (or ~/.claude/settings.json) and set ACTIVITYWEB_TOKEN "

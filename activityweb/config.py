@@ -130,6 +130,8 @@ def from_env() -> dict:
         # Hooks post whole tool responses, which are cut before storage, so
         # their endpoint takes bodies beyond MAX_CONTENT_LENGTH.
         "CLAUDE_CODE_MAX_BODY": env_int("ACTIVITYWEB_CLAUDE_CODE_MAX_BODY", 8 * 1024 * 1024),
+        # An OTLP export, on the wire and once inflated.
+        "OTLP_MAX_BODY": env_int("ACTIVITYWEB_OTLP_MAX_BODY", 8 * 1024 * 1024),
         # Secret patterns masked before storage, on top of the built-in ones
         # (integrations/redact.py): regular expressions, one a line.
         "REDACT_PATTERNS": env_patterns("ACTIVITYWEB_REDACT_PATTERNS"),

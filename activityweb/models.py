@@ -405,6 +405,8 @@ class ActivityRollup(db.Model):
         sa.Column("duration_max", sa.BigInteger),
         *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in DURATION_COLUMNS),
     )
+
+
 class SavedView(db.Model):
     """A named filter of one reader's (the same reader keys as `ReadCursor`),
     shown in the feed's sidebar. `query` is the filter's query string, as
@@ -435,3 +437,37 @@ class TokenReveal(db.Model):
     token_id: Mapped[int] = mapped_column(sa.ForeignKey("api_tokens.id", ondelete="CASCADE"))
     secret: Mapped[str] = mapped_column(sa.String(100))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsagePoint(db.Model):
+    """One data point of a Claude Code metric received over OpenTelemetry
+    (`claude_code.cost.usage`, `claude_code.token.usage` and the others).
+
+    Claude Code exports delta sums, so a session's cost is the sum of its
+    points. `value` is an integer in the metric's unit times its scale
+    (`costs.METRIC_SCALES`: cost in 1e-12 USD, time
+    in microseconds), so sums are exact on both databases. `point_key`
+    digests the point (metric, attributes, interval, value): a resent export
+    inserts nothing.
+    """
+
+    __tablename__ = "usage_points"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    point_key: Mapped[str] = mapped_column(sa.String(64))
+    metric: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(50), default="")  # the `type` (tokens) or `start_type` attribute
+    session_id: Mapped[Key]
+    model: Mapped[Key]
+    actor_id: Mapped[Key]  # user.email, else user.account_uuid, else user.id
+    query_source: Mapped[Label]
+    day: Mapped[datetime] = mapped_column(sa.Date)
+    occurred_at: Mapped[Moment]
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "point_key", name="uq_usage_points_key"),
+        sa.Index("ix_usage_points_session", "tenant_id", "session_id", "metric"),
+        sa.Index("ix_usage_points_day", "tenant_id", "metric", "day"),
+    )

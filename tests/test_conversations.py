@@ -116,7 +116,7 @@ def test_recent_conversations_newest_first_with_their_facts(client, headers, ses
     assert [c["id"] for c in items] == ["chat-1", SESSION]
     assert items[0] == {"id": "chat-1", "first_prompt": "Hello there", "event_count": 2,
                         "started_at": "2026-11-21T09:00:00.000000Z", "last_at": "2026-11-21T09:00:03.000000Z",
-                        "span_ms": 3000, "failures": 1, "project": None}
+                        "span_ms": 3000, "failures": 1, "project": None, "usage": None}
     assert items[1]["event_count"] == 13 and items[1]["first_prompt"].startswith("Add pagination")
     # The feed's filters choose among them; limit bounds them.
     assert [c["id"] for c in client.get("/api/v1/conversations?project=billing-api",

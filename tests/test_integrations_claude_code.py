@@ -41,7 +41,7 @@ EXPECTED = {
     "stop": ("claude.stop", "Claude finished responding"),
     "stop_failure": ("claude.stop.failed", "Claude stopped on an API error: rate_limit"),
     "session_end": ("claude.session.ended", "Session ended (prompt_input_exit)"),
-    "task_created": ("claude.task_created", "Claude Code: TaskCreated"),  # an event we have no mapping for
+    "task_created": ("claude.task.created", "Task created: Paginate GET /orders"),
 }
 
 
@@ -215,8 +215,8 @@ def test_bodies_beyond_the_api_limit_are_taken_and_cut(client, headers):
 
 
 def test_unknown_events_store_under_their_own_name(client, headers):
-    for name, activity_type in (("TaskCompleted", "claude.task_completed"), ("FileChanged", "claude.file_changed"),
-                                ("InstructionsLoaded", "claude.instructions_loaded"), ("odd name!", "claude.odd_name"),
+    for name, activity_type in (("TeammateJoined", "claude.teammate_joined"), ("FileRenamed", "claude.file_renamed"),
+                                ("InstructionsUnloaded", "claude.instructions_unloaded"), ("odd name!", "claude.odd_name"),
                                 ("Ünïcode", "claude.n_code")):
         activity = stored(client, headers, post(client, headers, load("task_created", hook_event_name=name)))
         assert activity["type"] == activity_type, name

@@ -27,17 +27,22 @@ def get_conversation(conversation_id: str):
                      f"No conversation {conversation_id!r} in this tenant.")
     slug = g.principal.tenant_slug
     return jsonify({**summary_json(timeline.summary), "truncated": timeline.truncated,
-                    "steps": [step_json(s, slug) for s in timeline.steps]})
+                    "continues": timeline.continues,
+                    "steps": [step_json(s, slug) for s in timeline.steps],
+                    "turns": [{"prompt_id": t.prompt_id, "usage": t.usage.as_json() if t.usage else None,
+                               "steps": [step_json(s, slug) for s in t.steps]} for t in timeline.turns]})
 
 
 def summary_json(summary: ConversationSummary) -> dict:
     return {"id": summary.id, "first_prompt": summary.first_prompt, "event_count": summary.event_count,
             "started_at": iso(summary.started_at), "last_at": iso(summary.last_at), "span_ms": summary.span_ms,
-            "failures": summary.failures, "project": summary.project}
+            "failures": summary.failures, "project": summary.project,
+            "usage": summary.usage.as_json() if summary.usage else None}
 
 
 def step_json(step: Step, slug: str) -> dict:
     return {"kind": step.kind, "status": step.status, "failed": step.failed, "running": step.running,
             "duration_ms": step.duration_ms, "event": activity_json(step.event, slug),
             "result": activity_json(step.result, slug) if step.result else None,
-            "steps": [step_json(s, slug) for s in step.steps]}
+            "steps": [step_json(s, slug) for s in step.steps],
+            "telemetry": [activity_json(e, slug) for e in step.telemetry]}

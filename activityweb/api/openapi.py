@@ -12,7 +12,7 @@ from flask import jsonify
 from ..filters import FIELDS
 from ..schemas import ActivityIn
 from ..serialize import ActivityOut, StatsOut
-from . import bp
+from . import bp, openapi_usage
 from .rules_openapi import rules_paths, rules_schemas
 
 def _ref(name: str) -> dict:
@@ -469,9 +469,15 @@ def document() -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": paths(),
-        "components": components(),
+        "paths": {**paths(), **openapi_usage.paths()},
+        "components": _with_usage(components()),
     }
+
+
+def _with_usage(found: dict) -> dict:
+    found["schemas"].update(openapi_usage.schemas())
+    openapi_usage.extend_conversations(found)
+    return found
 
 
 @bp.get("/openapi.json")

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from .. import store
 from ..errors import ApiError, invalid_body
 from ..schemas import MAX_TITLE, check_batch
+from .claude_code_events import NEWER_EVENT_TYPES, describe_newer, project_root, task_key
 from .redact import Redactor, redactor
 from .shaping import (
     MAX_JSON_TOKENS,
@@ -79,14 +80,19 @@ EVENT_TYPES = {
     "SubagentStop": "claude.subagent.stopped",
     "PreCompact": "claude.compact.started",
     "PostCompact": "claude.compact.completed",
+    **NEWER_EVENT_TYPES,
 }
 # Claude Code runs only command hooks for these (no HTTP hooks).
-COMMAND_ONLY_EVENTS = {"SessionStart"}
+COMMAND_ONLY_EVENTS = {"SessionStart", "Setup"}
+# A configured WorktreeCreate hook replaces git and must print the new
+# worktree's path, which a watching hook does not: the settings leave it out.
+NOT_HOOKED = {"WorktreeCreate"}
 # Events that finish what an earlier event started: (the start's type, the id they share).
 FINISHES = {
     "PostToolUse": ("claude.tool.started", "tool_use_id"),
     "PostToolUseFailure": ("claude.tool.started", "tool_use_id"),
     "SubagentStop": ("claude.subagent.started", "agent_id"),
+    "TaskCompleted": ("claude.task.created", "task_id"),
 }
 STARTS = {start for start, _ in FINISHES.values()}
 # The tool argument a title shows, and what joins it to the tool name: a
@@ -101,7 +107,9 @@ TOOL_ARGUMENTS = {
         ("NotebookEdit", "notebook_path"))},
 }
 SESSION_STARTS = {"startup": "Session started", "resume": "Session resumed", "clear": "Session cleared",
-                  "compact": "Session continued after compaction"}
+                  "compact": "Session continued after compaction", "fork": "Session forked"}
+# SessionStart sources that continue an earlier session (a fork under a new session id).
+CONTINUES = ("resume", "compact", "fork")
 TITLE_CHARS = 200
 
 
@@ -129,6 +137,7 @@ def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
         if event["type"] in STARTS and event["correlation_id"]:
             started_here[(event["type"], event["correlation_id"])] = event["occurred_at"]
         events.append(event)
+    _link_continued(tenant_id, events)
     return events, is_batch
 
 
@@ -166,6 +175,22 @@ def _named_fields(body: bytes, tokens: int) -> dict:
     payload["cut"] = (f"the payload was {len(body):,} bytes with about {tokens:,} keys and items; "
                       "only the fields above were kept")
     return payload
+
+
+def _link_continued(tenant_id: int, events: list[dict]) -> None:
+    """A SessionStart that resumes, compacts or forks says which session it
+    continues (`data.continues_session_id`): a resume or compaction its own
+    session, a fork (a new session id) the project's session active just before."""
+    for event in events:
+        source = event["data"].get("source") if event["type"] == "claude.session.started" else None
+        if source not in CONTINUES:
+            continue
+        session = event["session_id"]
+        if source == "fork":
+            session = store.sessions.previous_session(tenant_id, SOURCE, event["project"], event["occurred_at"],
+                                                      other_than=session)
+        if session:
+            event["data"]["continues_session_id"] = session
 
 
 def _payloads(parsed) -> tuple[list[dict], bool]:
@@ -212,7 +237,11 @@ def to_activity(
         conversation_id=session,
         sequence=microseconds(occurred_at),
         correlation_id=shared_id,
-        project=one_line(_basename(seen.get("cwd")), 200),
+        # Claude Code's prompt_id ties every event of one user prompt (a turn),
+        # hooks and OpenTelemetry events alike.
+        request_id=_text(seen, "prompt_id"),
+        project=one_line(_basename(project_root(payload.get("cwd"), payload.get("transcript_path"))
+                                   or seen.get("cwd")), 200),
         duration_ms=duration,
         occurred_at=occurred_at,
         data=fit_data({k: v for k, v in seen.items() if k != "session_id"}),
@@ -229,7 +258,9 @@ def _run_id(payload: dict) -> str:
 
 
 def _shared_id(name: str, payload: dict) -> str | None:
-    """The id a start and its finish share: a subagent's agent_id, else the tool_use_id."""
+    """The id a start and its finish share: a subagent's agent_id, a task's id in its session, else the tool_use_id."""
+    if name.startswith("Task"):
+        return task_key(payload)
     return _text(payload, "agent_id" if name.startswith("Subagent") else "tool_use_id")
 
 
@@ -300,6 +331,9 @@ def _describe(name: str, p: dict) -> dict:
                     "summary": clip(p.get("custom_instructions"), 5000)}
         return {"title": f"Conversation compacted ({trigger})", **session_entity, "status": "success",
                 "summary": clip(p.get("compact_summary"), 5000)}
+    newer = describe_newer(name, p, claude, session_entity)
+    if newer is not None:
+        return newer
     return {"title": f"Claude Code: {one_line(name, TITLE_CHARS)}", **session_entity}
 
 
@@ -361,6 +395,8 @@ def hook_settings(style: str, base_url: str, hook_script: str) -> dict:
     }
     hooks = {}
     for event in EVENT_TYPES:
+        if event in NOT_HOOKED:
+            continue
         handler = http if style == "http" and event not in COMMAND_ONLY_EVENTS else command
         hooks[event] = [{"hooks": [handler]}]
     # The command hook reads the server's address from the environment Claude Code gives it.

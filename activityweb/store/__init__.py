@@ -20,7 +20,7 @@ the names below.
 - `accounts`: tenants, API tokens, users and memberships, integration secrets
 - `saved_views`: a reader's named filters; a new token's secret, held for one showing
 """
-from . import accounts
+from . import accounts, sessions, usage
 from .accounts import (
     create_tenant,
     find_tenant,
@@ -57,7 +57,7 @@ from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
 __all__ = [
-    "accounts", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
+    "accounts", "sessions", "usage", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
     "memberships_of", "tenant_by_id",
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",

@@ -13,6 +13,7 @@ from ..models import utcnow
 from ..timeline import ENDING_TYPES, RUNNING_IDLE, ConversationSummary, Timeline
 from .filtering import apply_filter
 from .tables import FEED_ORDER, activities, public
+from .usage import session_usage
 
 
 # The most events one timeline shows; a longer conversation says so.
@@ -54,7 +55,10 @@ def occurred_times(tenant_id: int, source: str, keys: set[tuple[str, str]]) -> d
 def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | None:
     """The conversation as a timeline, or None if the tenant has no event in it."""
     events, truncated = conversation(tenant_id, conversation_id)
-    return Timeline.of(conversation_id, events, truncated) if events else None
+    if not events:
+        return None
+    usage = session_usage(tenant_id, [conversation_id]).get(conversation_id)
+    return Timeline.of(conversation_id, events, truncated).with_usage(usage)
 
 
 def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20,
@@ -88,6 +92,8 @@ def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20,
         row[0]: ConversationSummary(*row, first_prompt=prompts.get(row[0]))
         for row in totals
     }
+    for conversation_id, usage in session_usage(tenant_id, by_id).items():
+        by_id[conversation_id].usage = usage
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -181,6 +187,9 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
     shown = rows[:limit]
     names = conversation_names(tenant_id, [row[0] for row in shown])
     items = [ConversationSummary(*row[:6], first_prompt=names.get(row[0]), ended=bool(row[6])) for row in shown]
+    usages = session_usage(tenant_id, [item.id for item in items])
+    for item in items:  # cost and tokens, where telemetry came in
+        item.usage = usages.get(item.id)
     next_after = (items[-1].last_at, items[-1].id) if len(rows) > limit else None
     return ConversationPage(items, next_after)
 

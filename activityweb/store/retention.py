@@ -12,6 +12,7 @@ from ..extensions import db
 from ..models import utcnow
 from .database import dialect
 from .tables import activities, prune_runs, tenants
+from .usage import prune_points
 
 
 # Every event gets expires_at = occurred_at + its tenant's retention when it
@@ -56,6 +57,10 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
         if len(gone) < batch_size:
             break
         time.sleep(pause)
+    # Cost and token points are kept as long as the tenant's events.
+    keep = retention_periods(db.session.connection(), [tenant_id]).get(tenant_id)
+    if keep is not None:
+        prune_points(tenant_id, now - keep)
     db.session.execute(sa.insert(prune_runs).values(
         tenant_id=tenant_id, started_at=started, finished_at=utcnow(), deleted=result.deleted,
         deleted_through=result.deleted_through,

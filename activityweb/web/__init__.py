@@ -3,5 +3,5 @@ from flask import Blueprint
 
 bp = Blueprint("web", __name__)
 
-from . import context, conversations, reading, rules, saved_views, stats, views  # noqa: E402,F401  (routes register on import)
+from . import claude_sessions, context, conversations, reading, rules, saved_views, stats, views  # noqa: E402,F401  (routes register on import)
 from .sockets import bp as sockets_bp  # noqa: E402,F401

@@ -23,5 +23,7 @@ def stats():
     except InvalidQuery as exc:  # a half-typed filter: say what is wrong where the charts would be
         return render_page_or_partial("stats/index.html", "stats/_results.html", 400, flt=ActivityFilter(),
                                       stats=None, error=exc)
+    usage = store.usage.usage_report(principal.tenant_id, flt.since, flt.until, bucket=found.bucket)
     return render_page_or_partial("stats/index.html", "stats/_results.html", flt=flt, stats=found, error=None,
+                                  usage=usage,
                                   charts=charts.for_stats(found), top=charts.top_lists(found, flt))
