@@ -114,12 +114,14 @@ def test_concurrent_hooks_deliver_the_spool_once(app, server, token, tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    # A hook that ran out of its time budget on a busy machine spooled its event:
-    # each event is stored or spooled, never lost and never both.
-    ids = [e["source_id"] for e in stored(app, source="claude_code")]
-    assert len(ids) + len(spooled(tmp_path)) == 9 and len(set(ids)) == len(ids)
-    # The next hook delivers whatever is left, once.
-    run_hook(fixture("session_end"), url=server.url, token=token, spool=tmp_path)
+    # A hook past its time budget on a busy machine spools its event, and the
+    # server may still have stored it: at least once, never lost.
+    assert len(stored(app, source="claude_code")) + len(spooled(tmp_path)) >= 9
+    # The next hooks deliver whatever is left; the server stores each event once.
+    for _ in range(5):
+        run_hook(fixture("session_end"), url=server.url, token=token, spool=tmp_path)
+        if not spooled(tmp_path):
+            break
     ids = [e["source_id"] for e in stored(app, source="claude_code")]
     assert len(ids) == len(set(ids)) == 10
     assert spooled(tmp_path) == []
