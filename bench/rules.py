@@ -119,7 +119,9 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
         fired = len(outbox.recent_firings(ruled, limit=100000))
         firing._fire_rules = hook
         firing._write_firings = write
-    app.extensions["activityweb.hub"].stop()
+    from activityweb import live
+
+    live.stop(app)
     return times[plain], times[ruled], shares, fired
 
 
