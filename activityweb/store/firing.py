@@ -17,6 +17,7 @@ commit (of two, one fires). SQLite has one writer at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -71,18 +72,19 @@ def insert_firing_rules(conn, rows: list[dict], insert) -> set[str]:
         inserted = insert(conn, rows)
     except BaseException:
         if own_transaction:
-            conn.exec_driver_sql("ROLLBACK")
+            with contextlib.suppress(Exception):  # the insert's own error is the one to report
+                conn.exec_driver_sql("ROLLBACK")
         raise
     try:
         fired = _fire_rules(conn, [row for row in rows if row["id"] in inserted])
-        if own_transaction:
-            conn.exec_driver_sql("COMMIT")
     except Exception:
         log.exception("rules could not be evaluated for %d new events", len(inserted))
         if not own_transaction:  # SQLite: the failed statement is undone, the transaction goes on
             return inserted
-        conn.exec_driver_sql("ROLLBACK")
+        conn.exec_driver_sql("ROLLBACK")  # if the database is gone, this fails the ingest, as it should
         return insert(conn, rows)
+    if own_transaction:
+        conn.exec_driver_sql("COMMIT")  # the events' commit: a failure here is the ingest's
     if fired:
         from ..rules.setup import wake_worker
 
