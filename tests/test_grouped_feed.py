@@ -8,7 +8,7 @@ from activityweb.auth import local_principal
 from activityweb.filters import ActivityFilter
 from activityweb.grouping import group_key
 from activityweb.web.grouped import grouped_live_message
-from conftest import csrf_from, event
+from conftest import csrf_from, event, sign_in
 
 
 @pytest.fixture
@@ -91,3 +91,11 @@ def test_send_a_test_event_is_on_the_feed_for_whoever_may_ingest(web):
     assert 'id="send-test-event"' in html
     response = web.post("/settings/rules/test-event", data={"csrf_token": csrf_from(html)})
     assert response.status_code == 200 and "Test event stored" in response.get_data(as_text=True)
+
+
+def test_a_viewer_has_no_test_event_button_and_may_not_send_one(client, make_user):
+    make_user("viewer@example.com", "acme", "viewer")
+    sign_in(client, "viewer@example.com")
+    html = client.get("/").get_data(as_text=True)
+    assert 'id="feed-items"' in html and 'id="send-test-event"' not in html
+    assert client.post("/settings/rules/test-event", data={"csrf_token": csrf_from(html)}).status_code == 403
