@@ -53,10 +53,11 @@ class Group:
     key: str
     day: date
     events: list[dict] = field(default_factory=list)
+    total: int | None = None  # when more are in the group than `events` (a live event joining one)
 
     @property
     def count(self) -> int:
-        return len(self.events)
+        return len(self.events) if self.total is None else self.total
 
     @property
     def phrase(self) -> str:

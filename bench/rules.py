@@ -64,7 +64,6 @@ def batch(run: str, n: int, size: int, rng: random.Random) -> bytes:
 
 def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], list[float], list[float], int]:
     from activityweb import store
-    from activityweb.store import ingest
     from activityweb.app import create_app
     from activityweb.rules.conditions import parse_rule
     from activityweb.schemas import parse_events
@@ -85,7 +84,7 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
         times = {plain: [], ruled: []}
         shares = []  # hook time over the rest of the same batch
         in_hook = []  # seconds inside the rules hook, per batch of the tenant with rules
-        hook = ingest.fire_rules
+        hook = firing._fire_rules  # evaluating, inside ingest's hook (`insert_firing_rules`)
 
         def timed_hook(conn, rows):
             started = time.perf_counter()
@@ -94,8 +93,8 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
             finally:
                 in_hook.append(time.perf_counter() - started)
 
-        ingest.fire_rules = timed_hook
-        wrote = []  # whether the batch's hook wrote firings (a durable commit of its own)
+        firing._fire_rules = timed_hook
+        wrote = []  # whether the batch's hook wrote firings
         write = firing._write_firings
 
         def noted_write(*args):
@@ -118,9 +117,11 @@ def measure(database_uri: str, batches: int, size: int) -> tuple[list[float], li
                     if tenant == ruled:
                         shares.append((sum(in_hook) / (times[tenant][-1] - sum(in_hook)), bool(wrote)))
         fired = len(outbox.recent_firings(ruled, limit=100000))
-        ingest.fire_rules = hook
+        firing._fire_rules = hook
         firing._write_firings = write
-    app.extensions["activityweb.hub"].stop()
+    from activityweb import live
+
+    live.stop(app)
     return times[plain], times[ruled], shares, fired
 
 

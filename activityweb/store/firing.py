@@ -1,15 +1,23 @@
-"""Evaluating rules as events are stored: ingest's one hook, `fire_rules`.
+"""Evaluating rules as events are stored: ingest's one hook, `insert_firing_rules`.
 
 Given the rows an insert just stored, it matches them in memory against the
 tenant's rules (the batch indexed once, `rules/matching.py`; no query per
 event), adds windowed rules' matches to their time buckets (`rule_counters`,
 one upsert), reads the windows of those not cooling down (one query), and
 writes each firing to the outbox (`store/outbox.py`) with its claim on the
-rule's cool-down. On SQLite all of it is inside the insert's transaction; on
-PostgreSQL (where the insert commits on its own) right after it.
+rule's cool-down. All of it is inside the insert's transaction, on SQLite and
+on PostgreSQL: one commit for events, counts and firings.
+
+Concurrent writers (other processes) stay exact: on PostgreSQL a batch takes
+a transaction-scoped advisory lock on each rule it counts before counting,
+so of two batches counting one rule the second reads its window only after
+the first has committed (none misses a crossing), and the cool-down claim
+is an UPDATE that re-checks `last_fired_at` after any concurrent claim's
+commit (of two, one fires). SQLite has one writer at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -42,23 +50,46 @@ class Firing:
     since: datetime | None = None  # a windowed rule's: where its window starts
 
 
-def fire_rules(conn, rows: list[dict]) -> int:
-    """Ingest's hook: evaluate the new rows against their tenants' rules and
-    write the firings to the outbox. Returns how many fired.
+def insert_firing_rules(conn, rows: list[dict], insert) -> set[str]:
+    """Ingest's hook: `insert(conn, rows)` (returning the ids it stored), then
+    the rules of the rows it stored, in the insert's own transaction.
 
-    A fault here is logged and never fails the ingest it rides on."""
-    if not rows:
-        return 0
+    So firings, counts and cool-down claims commit with the events or not at
+    all: no commit of their own, and no moment where events are stored but
+    their rules not yet evaluated. SQLite's connection is in a transaction
+    already; PostgreSQL's runs in autocommit (an insert alone is one round
+    trip), so a transaction is begun only when the batch's tenants have
+    ingest-time rules. A fault in evaluating is logged and never fails the
+    ingest it rides on: on PostgreSQL the transaction is rolled back and the
+    rows inserted alone."""
+    tenants = {row["tenant_id"] for row in rows}
+    if not rows or not any(ingest_rules(conn, t) for t in tenants):
+        return insert(conn, rows)
+    own_transaction = conn.dialect.name == "postgresql"
+    if own_transaction:
+        conn.exec_driver_sql("BEGIN")
     try:
-        fired = _fire_rules(conn, rows)
+        inserted = insert(conn, rows)
+    except BaseException:
+        if own_transaction:
+            with contextlib.suppress(Exception):  # the insert's own error is the one to report
+                conn.exec_driver_sql("ROLLBACK")
+        raise
+    try:
+        fired = _fire_rules(conn, [row for row in rows if row["id"] in inserted])
     except Exception:
-        log.exception("rules could not be evaluated for %d new events", len(rows))
-        return 0
+        log.exception("rules could not be evaluated for %d new events", len(inserted))
+        if not own_transaction:  # SQLite: the failed statement is undone, the transaction goes on
+            return inserted
+        conn.exec_driver_sql("ROLLBACK")  # if the database is gone, this fails the ingest, as it should
+        return insert(conn, rows)
+    if own_transaction:
+        conn.exec_driver_sql("COMMIT")  # the events' commit: a failure here is the ingest's
     if fired:
         from ..rules.setup import wake_worker
 
         wake_worker(current_app)
-    return fired
+    return inserted
 
 
 def _fire_rules(conn, rows: list[dict]) -> int:
@@ -86,17 +117,6 @@ def _fire_rules(conn, rows: list[dict]) -> int:
                 counted.append((rule, index, recent))
     if not counted and not firings:
         return 0
-    if conn.dialect.name != "postgresql":  # inside the insert's transaction
-        return _decide_and_write(conn, counted, firings, now)
-    # The insert has committed. Counting commits on its own before the
-    # windows are read, so of concurrent writers the last to read sees every
-    # count (none misses a crossing; a rule without cool-down may fire twice:
-    # at least once). The firings' claims and messages are one statement.
-    firings = _decide(conn, counted, firings, now)
-    return _write_firings(conn, firings, now) if firings else 0
-
-
-def _decide_and_write(conn, counted: list[tuple], firings: list[Firing], now: datetime) -> int:
     firings = _decide(conn, counted, firings, now)
     return _write_firings(conn, firings, now) if firings else 0
 
@@ -169,14 +189,16 @@ def _window_start(rule: LiveRule, now: datetime) -> int:
 
 # PostgreSQL: every bucket in one statement with one array parameter per
 # column, as ingest writes events; the text never changes, so psycopg prepares
-# it. Counters are a cache of the events, so their commit does not wait for
-# the disk (set_config(..., true) holds for this statement's own transaction;
-# a crash loses at most a fraction of a second of counts), which would
-# otherwise cost ingest a second flush per batch.
+# it. First (the one-row join yields nothing before its aggregate is done) it
+# takes the counted rules' advisory locks, in rule order so that two batches
+# cannot deadlock: held to the ingest transaction's end, they make the next
+# batch counting the same rule wait for this one's commit before it reads.
+RULE_LOCK_CLASS = 0x72756C65  # 'rule': the advisory-lock class (first key) of rules
 _PG_COUNT = (
     "INSERT INTO rule_counters (rule_id, bucket, matches, failed, metric) "
     "SELECT u.* FROM unnest(%(rule_id)s::int[], %(bucket)s::bigint[], %(matches)s::int[], %(failed)s::int[], "
-    "%(metric)s::float8[]) AS u, (SELECT set_config('synchronous_commit', 'off', true)) AS lazy_commit "
+    f"%(metric)s::float8[]) AS u, (SELECT count(pg_advisory_xact_lock({RULE_LOCK_CLASS}, r.id)) "
+    "FROM (SELECT DISTINCT id FROM unnest(%(rule_id)s::int[]) AS k(id) ORDER BY id) AS r) AS locked "
     "ON CONFLICT (rule_id, bucket) DO UPDATE SET matches = rule_counters.matches + excluded.matches, "
     "failed = rule_counters.failed + excluded.failed, metric = rule_counters.metric + excluded.metric"
 )
@@ -271,10 +293,10 @@ def _write_firings(conn, firings: list[Firing], now: datetime) -> int:
     messages = [(f.rule, "firing", f.reason, firing_payload(
         f.rule, f.reason, f.count, [activity_json(public(e), f.rule.tenant_slug) for e in f.events], now))
         for f in firings]
-    if conn.dialect.name == "postgresql":  # autocommit: one statement
+    if conn.dialect.name == "postgresql":  # one statement: a claim is never made without its message
         claims = [(r.id, now - timedelta(seconds=r.cooldown_seconds)) for r in rules]
         claimed = claim_and_enqueue_pg(conn, claims, messages, now)
-    else:  # inside the insert's transaction
+    else:
         claimed = _claim_many(conn, rules, now)
         enqueue(conn, [m for m in messages if m[0].id in claimed], now)
     for rule in rules:

@@ -25,7 +25,7 @@ from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
 from .retention import retention_periods
-from .firing import fire_rules
+from .firing import insert_firing_rules
 from .tables import activities, public
 
 
@@ -85,8 +85,7 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
     unique_rows = list(first_by_key.values())
     existing: dict[tuple[int, str, str], dict] = {}
     with _ingest_connection() as conn:
-        inserted = _insert_rows(conn, unique_rows)
-        fire_rules(conn, [row for row in unique_rows if row["id"] in inserted])  # rules: firings to the outbox
+        inserted = insert_firing_rules(conn, unique_rows, _insert_rows)  # and the rules' firings, in one transaction
         missing: dict[int, list[tuple[str, str]]] = {}
         for (tenant_id, source, source_id), row in first_by_key.items():
             if row["id"] not in inserted:

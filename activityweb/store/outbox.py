@@ -1,7 +1,6 @@
 """The outbox: firings owed to channels, and the log of every try at delivering them.
 
-Written in (SQLite) or right after (PostgreSQL) the ingest transaction by
-`store.rules.fire_rules`; read by the worker (`rules/worker.py`), which
+Written in the ingest transaction by `store.firing.insert_firing_rules`; read by the worker (`rules/worker.py`), which
 claims what is due, sends it and records the attempt. A claimed message is
 locked for LOCK_SECONDS: a worker that dies mid-send leaves it to the next
 (at least once; the message id stays the same, so receivers dedupe).
@@ -55,7 +54,7 @@ def enqueue(conn, messages: list[tuple], now: datetime) -> None:
         conn.execute(sa.insert(outbox), rows)
 
 
-# PostgreSQL, in autocommit: claim the rules (each whose cool-down has
+# PostgreSQL, in the ingest transaction: claim the rules (each whose cool-down has
 # passed) and write the claimed rules' messages in one statement, so a claim
 # is never made without its message. Returns the rule of each message written.
 _PG_CLAIM_AND_ENQUEUE = (

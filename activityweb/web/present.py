@@ -263,9 +263,9 @@ def socket_path(endpoint: str, **values) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def feed_socket_url(flt: ActivityFilter) -> str:
-    """The feed socket's path and query for a filter."""
-    return socket_path("feed_socket.feed_socket", **filter_args(flt))
+def feed_socket_url(flt: ActivityFilter, **options) -> str:
+    """The feed socket's path and query for a filter (and view options: group=day)."""
+    return socket_path("feed_socket.feed_socket", **filter_args(flt, **options))
 
 
 def register(app) -> None:

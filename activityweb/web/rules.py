@@ -167,6 +167,9 @@ def _same_site(url: str | None) -> bool:
 
 @bp.post("/settings/rules/test-event")
 def send_test_event():
-    principal = _admin()
+    """Anyone who may ingest may prove the live path (the feed's button and the rules page's)."""
+    principal = auth.web_principal()
+    if not principal.can("ingest"):
+        abort(403, "Only someone who may post events can send a test event.")
     activity, published_ms = manage.send_test_event(principal.tenant_id, principal.user_email or "local mode")
     return render_template("settings/_rules_test_event.html", activity=activity, published_ms=published_ms)

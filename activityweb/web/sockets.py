@@ -23,6 +23,7 @@ from ..auth import web_principal
 from ..errors import InvalidQuery
 from ..extensions import sock
 from ..filters import parse_filter
+from .grouped import grouped_live_message, grouping_of
 from .render import live_message
 
 bp = Blueprint("feed_socket", __name__)
@@ -70,4 +71,8 @@ def follow_page(ws, flt, render, render_key, *, direct: bool = True) -> None:
 
 @sock.route("/feed/ws", bp=bp)
 def feed_socket(ws):
+    if grouping_of():  # each event into its group; the count is read per socket, off the fan-out
+        tenant_id, flt = g.principal.tenant_id, g.feed_filter
+        follow_page(ws, flt, lambda d: grouped_live_message(d.events, tenant_id, flt), object(), direct=False)
+        return
     follow_page(ws, g.feed_filter, lambda d: live_message(d.events), "feed")

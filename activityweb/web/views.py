@@ -13,6 +13,8 @@ from ..ids import uuid7_floor
 from ..models import utcnow
 from ..serialize import parse_cursor
 from . import bp
+from ..grouping import group_by_day
+from .grouped import grouping_of
 from .present import feed_url
 from .reading import web_reader
 from .saved_views import views_of_reader
@@ -41,7 +43,7 @@ def feed():
         # A half-typed filter: show what is wrong where the results would be.
         return render_page_or_partial("feed/index.html", "feed/_results.html", 400, flt=ActivityFilter(),
                                       page=None, error=exc, live_since=None, page_since=None, pruned=None, depth=1,
-                                      saved=[])
+                                      saved=[], grouping=None)
     depth = min(max(request.args.get("depth", 1, type=int) or 1, 1), MAX_DEPTH)
     reader = web_reader()
     # Before the page's read: its socket resumes from there (an event committed
@@ -57,13 +59,16 @@ def feed():
                    live_since=live_since, page_since=uuid7_floor(utcnow()), after=after, pruned=pruned, depth=depth,
                    session_names=store.conversation_names(principal.tenant_id,
                                                           {a["conversation_id"] for a in page.items}))
+    context["grouping"] = grouping = grouping_of()
+    if grouping:
+        context["days"] = group_by_day(page.items)
     partial = "feed/_page.html" if after else "feed/_results.html"
     if not request.headers.get("HX-Request"):
         context["saved"] = views_of_reader()  # the sidebar, on the page only
     response = render_page_or_partial("feed/index.html", partial, **context)
     if after and request.headers.get("HX-Request"):
         # The address bar keeps the depth (not the cursor): back from an event shows every page loaded.
-        response.headers["HX-Replace-Url"] = feed_url(flt, depth=depth)
+        response.headers["HX-Replace-Url"] = feed_url(flt, depth=depth, group=grouping)
     return response
 
 
