@@ -287,7 +287,7 @@ class _SerialSocket:
             self.send(b"")
 
     def send_now(self, data: bytes) -> None:
-        """Write without waiting; the caller holds `try_hold()`."""
+        """Write without waiting; the caller holds the socket (`hold()`)."""
         try:
             try:
                 sent = _socket.socket.send(self._raw, data, _socket.MSG_DONTWAIT)
@@ -301,16 +301,28 @@ class _SerialSocket:
             if self._rest and self.on_rest is not None:
                 self.on_rest()
 
+    def hold(self) -> bool:
+        """Hold the socket if no write is in progress and nothing is left over
+        (then `release()` after writing)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        if self._rest or self._closing:
+            self._lock.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
     @contextlib.contextmanager
     def try_hold(self):
-        """Hold the socket if no write is in progress and nothing is left over."""
-        if not self._lock.acquire(blocking=False):
-            yield False
-            return
+        """`hold()` as a context manager; yields whether it is held."""
+        held = self.hold()
         try:
-            yield not self._rest and not self._closing
+            yield held
         finally:
-            self._lock.release()
+            if held:
+                self.release()
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -378,7 +390,7 @@ def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str
                     sock.on_rest = sub.wake
                     # Rendering may build URLs: it runs in a copy of this request's context.
                     in_context = copy_current_request_context(lambda d: frames(render(d)))
-                    sub.direct = _direct_writer(sock, reader, framed_with(in_context))
+                    sub.direct = _direct_writer(sock, reader, render_key, in_context)
                 continue
             sock.send(frames(render_reset(item)) if isinstance(item, Reset) else framed(item))
         if ws.connected:
@@ -391,17 +403,27 @@ def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str
         reader.close()
 
 
-def _direct_writer(sock: _SerialSocket, reader: Reader, framed):
+def _direct_writer(sock: _SerialSocket, reader: Reader, render_key, frame):
+    """The fan-out's write to this socket, the hot path of live delivery (a
+    batch goes to every idle socket of its filter this way): write the batch
+    now if the socket is idle and the client takes all of it (the common
+    case), with the frames made once per batch and filter; else decline and
+    the owner takes it from the queue."""
+
+    def render(batch: Batch) -> bytes:
+        return frame(Delivery(batch.events, batch.positions(), batch.end, shared=batch))
+
     def write(batch: Batch) -> bool:
-        """From the fan-out: write the batch now if the socket is idle and the
-        client takes all of it (the common case); else let the owner do it."""
         position = reader.position
-        if position.pending or batch.first <= position.key:
+        if position.pending or batch.first <= (position.txid, position.id) or not sock.hold():
             return False
-        with sock.try_hold() as held:
-            if held:
-                sock.send_now(framed(reader.accept(batch)))
-            return held
+        try:
+            data = batch.rendered(render_key, render)
+            reader.position = batch.end
+            sock.send_now(data)
+        finally:
+            sock.release()
+        return True
 
     return write
 
