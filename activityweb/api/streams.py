@@ -97,5 +97,5 @@ def activity_socket(ws):
     def render_reset(reset):
         return _json({"type": "reset", "position": reset.position.token})
 
-    reader = live.Reader(g.principal.tenant_id, g.stream_filter, g.stream_since)
-    live.serve_socket(ws, reader, render, ("json", slug), render_reset)
+    tenant_id, flt, since = g.principal.tenant_id, g.stream_filter, g.stream_since
+    live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), render, ("json", slug), render_reset)

@@ -25,6 +25,7 @@ import time
 from typing import Callable, Iterator
 
 from flask import copy_current_request_context, current_app, request
+from sqlalchemy.exc import DBAPIError
 from wsproto.frame_protocol import FrameProtocol
 
 from .. import store
@@ -356,15 +357,23 @@ def _wake_when_closed(ws, subscription: Subscription) -> None:
     subscription.wake()
 
 
-def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str]], render_key,
+def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delivery], str | list[str]], render_key,
                  render_reset: Callable[[Reset], str], *, direct: bool = True) -> None:
     """Stream to a WebSocket until the client goes or the server stops.
+
+    `open_reader()` makes the client's Reader (it reads the database: if the
+    database is away, the socket closes with 1013 and the client retries).
 
     `render(delivery)` makes a message or a list of messages; sockets whose
     render shares a `render_key` share the renderings (and framed bytes) of
     a batch. `direct=False` keeps the fan-out from writing to this socket:
     for a render that reads the database, which the fan-out must not do.
     """
+    try:
+        reader = open_reader()
+    except DBAPIError:
+        close(ws, CLOSE_TRY_AGAIN, "database unavailable; reconnect")
+        return
     sock = ws.sock if isinstance(ws.sock, _SerialSocket) else _SerialSocket(ws.sock)
     ws.sock = sock
     sub = reader.subscription
@@ -397,6 +406,8 @@ def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str
             close(ws, CLOSE_SERVICE_RESTART, "server restarting; reconnect")
     except SlowConsumer:
         close(ws, CLOSE_TRY_AGAIN, "fell behind; reconnect")
+    except DBAPIError:  # the replay could not be read: the client resumes later
+        close(ws, CLOSE_TRY_AGAIN, "database unavailable; reconnect")
     except OSError:
         pass  # the client went away mid-write
     finally:
