@@ -103,7 +103,7 @@ class JsonClient:
         while not stop.is_set():
             url = f"{self.ws_base}/ws" + (f"?since={self.position}" if self.position else "")
             try:
-                async with connect(url, additional_headers=self.token, open_timeout=10) as ws:
+                async with connect(url, additional_headers=self.token, open_timeout=30) as ws:
                     self.connected = True
                     while not stop.is_set():
                         try:
@@ -113,7 +113,7 @@ class JsonClient:
                         message = json.loads(raw)
                         if message["type"] == "reset":
                             self.resets += 1
-                        else:
+                        elif message["type"] == "activity_created":
                             self.ids.append(message["activity"]["id"])
                         self.position = message["position"]
             except ConnectionClosed as closed:

@@ -358,11 +358,15 @@ def _wake_when_closed(ws, subscription: Subscription) -> None:
 
 
 def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delivery], str | list[str]], render_key,
-                 render_reset: Callable[[Reset], str], *, direct: bool = True) -> None:
+                 render_reset: Callable[[Reset], str], *, render_position: Callable[[Position], str] | None = None,
+                 direct: bool = True) -> None:
     """Stream to a WebSocket until the client goes or the server stops.
 
     `open_reader()` makes the client's Reader (it reads the database: if the
     database is away, the socket closes with 1013 and the client retries).
+    `render_position(position)`, if given, says where the client is once the
+    replay is sent, so a client that gets no event before it reconnects
+    still has a position to resume from.
 
     `render(delivery)` makes a message or a list of messages; sockets whose
     render shares a `render_key` share the renderings (and framed bytes) of
@@ -395,6 +399,8 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
             if item is IDLE:
                 continue
             if item is CAUGHT_UP:
+                if render_position is not None:
+                    sock.send(frames(render_position(reader.position)))
                 if direct and sock.can_send_now:
                     sock.on_rest = sub.wake
                     # Rendering may build URLs: it runs in a copy of this request's context.
@@ -452,6 +458,10 @@ def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: 
         yield "retry: 2000\n\n"
         for item in deliveries(reader, stopping=stopping, idle=keepalive):
             if item is CAUGHT_UP:
+                # An id without data sets EventSource's Last-Event-ID and fires
+                # nothing: a client that reconnects before any event resumes here.
+                yield f"id: {reader.position.token}\n\n"
+                last = time.monotonic()
                 continue
             if item is IDLE:
                 if time.monotonic() - last < keepalive * 0.9:
