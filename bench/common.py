@@ -75,7 +75,8 @@ def gunicorn(app: str, env: dict, *, workers: int = 2, port: int | None = None, 
     log = open(keep, "ab") if keep else tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
+    # A busy machine (other test runs) can take this long to import the app in the workers.
+    deadline = time.time() + 60
     while time.time() < deadline:
         if process.poll() is not None:
             log.seek(0)
@@ -87,7 +88,7 @@ def gunicorn(app: str, env: dict, *, workers: int = 2, port: int | None = None, 
             time.sleep(0.1)
     else:
         process.kill()
-        raise RuntimeError("gunicorn did not start in 20 s")
+        raise RuntimeError("gunicorn did not start in 60 s")
     try:
         yield base, process
     finally:

@@ -19,7 +19,9 @@ workers, or bun), of PostgreSQL's backends serving the bench database, of the
 client, and of the whole machine. Results go to bench/results/live-*.json.
 
 usage: .venv/bin/python bench/live.py [--sizes 500x100,1000x100] [--seconds 10] [--rounds 2]
-           [--paths ws,feed] [--peer-dir /tmp/peer/apps/server] [--client ../shared/bench/live_load.js]
+           [--paths ws,feed] [--peer-dir /tmp/peer/apps/server | --no-peer] [--client ../shared/bench/live_load.js]
+At the end it checks issue 11's targets per size and round (our p99 beside
+the peer's from the same round, the load average at each measurement).
 The client, both servers and PostgreSQL share this machine's cores: compare
 figures taken in one run, and note what else was running.
 """
@@ -48,7 +50,14 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PYTHON, ROOT, app_env, flask, free_port, gunicorn, make_token, scratch_database  # noqa: E402
 
-DEFAULT_CLIENT = ROOT / ".." / "shared" / "bench" / "live_load.js"
+# The shared Node client: beside the main checkout, or beside a worktree's parent.
+CLIENT_CANDIDATES = (ROOT / ".." / "shared" / "bench" / "live_load.js",
+                     ROOT / ".." / ".." / "shared" / "bench" / "live_load.js")
+DEFAULT_CLIENT = next((c for c in CLIENT_CANDIDATES if c.is_file()), CLIENT_CANDIDATES[0])
+DEFAULT_PEER_DIR = Path("/tmp/peer/apps/server")
+# Issue 11's targets, checked per size at the end.
+TARGET_P99_MS = {500: 20.0, 1000: 50.0}
+TARGET_CORES_500 = 0.64
 DEFAULT_NODE_MODULES = Path("/tmp/liveload/node_modules")
 FEED_CLIENT = ROOT / "bench" / "feed_load.py"
 RESULTS = ROOT / "bench" / "results"
@@ -317,6 +326,39 @@ def print_row(row: dict) -> None:
         str(c["errors"]))), flush=True)
 
 
+def print_verdicts(rows: list[dict]) -> None:
+    """Per size and round: our p99 beside the peer's, and issue 11's targets."""
+    print("  targets (issue 11): 100 % delivered; p99 <= 20 ms at 500 sockets and below the peer's p99 in the"
+          " same round; p99 <= 50 ms at 1,000; server + PG cores <= 0.64 at 500 x 100")
+    for (size, round_), group in _grouped(rows):
+        peer = next((r for r in group if r["target"] == "peer"), None)
+        for row in group:
+            if row["target"] == "peer":
+                continue
+            c, sockets = row["client"], row["sockets"]
+            cores = row["cores"]["server"] + (row["cores"].get("pg") or 0.0)
+            checks = [f"delivered {'ok' if c['share'] >= 1.0 else 'NO'}"]
+            if sockets in TARGET_P99_MS and c["p99"] is not None:
+                checks.append(f"p99 {c['p99']:.1f} <= {TARGET_P99_MS[sockets]:g} ms "
+                              f"{'ok' if c['p99'] <= TARGET_P99_MS[sockets] else 'NO'}")
+            if peer and peer["client"]["p99"] and c["p99"] is not None:
+                ratio = c["p99"] / peer["client"]["p99"]
+                checks.append(f"p99 {ratio:.2f} x the peer's ({peer['client']['p99']:.1f} ms) "
+                              f"{'ok' if ratio < 1 else 'NO'}")
+            if sockets == 500:
+                checks.append(f"cores {cores:.2f} <= {TARGET_CORES_500} {'ok' if cores <= TARGET_CORES_500 else 'NO'}")
+            print(f"  {size} round {round_} {row['name']}: " + "; ".join(checks)
+                  + f" (load average {row.get('load_average', 0):.1f})")
+
+
+def _grouped(rows: list[dict]):
+    keys = []
+    for row in rows:
+        if (row["size"], row["round"]) not in keys:
+            keys.append((row["size"], row["round"]))
+    return [(key, [r for r in rows if (r["size"], r["round"]) == key]) for key in keys]
+
+
 def uptime() -> str:
     found = shutil.which("uptime")
     if found:
@@ -373,7 +415,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds per size, each measuring every server (1)")
     parser.add_argument("--paths", type=parse_paths, default=["ws", "feed"],
                         help="ActivityWeb sockets to measure: ws (JSON /ws), feed (dashboard /feed/ws); default both")
-    parser.add_argument("--peer-dir", type=Path, help="the peer's apps/server directory, prepared as the README says")
+    parser.add_argument("--peer-dir", type=Path,
+                        default=DEFAULT_PEER_DIR if (DEFAULT_PEER_DIR / "src" / "index.ts").is_file() else None,
+                        help="the peer's apps/server directory, prepared as the README says "
+                             f"(default {DEFAULT_PEER_DIR} when it is there)")
+    parser.add_argument("--no-peer", action="store_true", help="measure ActivityWeb only")
     parser.add_argument("--client", type=Path, default=DEFAULT_CLIENT, help="live_load.js (default ../shared/bench/)")
     parser.add_argument("--node-modules", type=Path, default=DEFAULT_NODE_MODULES,
                         help="where npm installed ws and bun (default /tmp/liveload/node_modules)")
@@ -381,6 +427,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     args = parser.parse_args()
     args.client = args.client.resolve()
+    if args.no_peer:
+        args.peer_dir = None
     args.bun = args.bun or args.node_modules / ".bin" / "bun"
     if "ws" in args.paths or args.peer_dir:
         check_client(args)
@@ -415,9 +463,11 @@ def main() -> None:
                         result = measure_ours(what, url, token, (sockets, rate), args)
                     row = {"size": f"{sockets}x{rate}", "sockets": sockets, "rate": rate, "round": round_,
                            "name": name, "target": what, **result}
+                    row["load_average"] = os.getloadavg()[0]
                     report["rows"].append(row)
                     print_row(row)
 
+    print_verdicts(report["rows"])
     report["uptime_after"] = uptime()
     print(f"  after:  {report['uptime_after']}")
     print("  cores: CPU seconds / wall seconds from the first POST to 1 s after the last. server: gunicorn master +"

@@ -3,24 +3,13 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-import requests
 
 from activityweb import store
 from activityweb.schemas import ActivityIn
 from conftest import event
+from test_browser import post, server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def server(sqlite_local_app, serve):
-    return serve(sqlite_local_app)
-
-
-def post(server, *events):
-    response = requests.post(server.url + "/api/v1/activities", json=list(events), timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()["items"]
 
 
 def record_frames(page) -> list[str]:
@@ -35,8 +24,10 @@ def sent_ids(frames) -> list[str]:
     return [i for f in frames for i in re.findall(r'<li id="activity-([0-9a-f-]{36})"', f)]
 
 
-def test_a_reconnecting_page_gets_exactly_what_it_missed(page, server, sqlite_local_app):
-    """Not only shown once (the page would hide a repeat by its id): sent once."""
+def test_events_posted_while_the_server_restarts_all_arrive_once(page, server, sqlite_local_app):
+    """The socket closes with 1012 and the page reconnects with its position.
+    Each event is shown once, and sent once: the page would hide a repeat by
+    its id, so the frames are counted too."""
     frames = record_frames(page)
     page.goto(server.url + "/")
     page.wait_for_selector("#feed-live[data-state=open]")
@@ -55,6 +46,8 @@ def test_a_reconnecting_page_gets_exactly_what_it_missed(page, server, sqlite_lo
     for item in stored + [after]:
         page.wait_for_selector(f"#activity-{item['id']}", timeout=15000)
     page.wait_for_timeout(500)
+    for item in [before, *stored, after]:
+        assert page.locator(f"#activity-{item['id']}").count() == 1
     assert sorted(sent_ids(frames)) == sorted(i["id"] for i in [before, *stored, after])
 
 

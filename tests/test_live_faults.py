@@ -98,13 +98,13 @@ class JsonClient:
         self.closes: list[int | None] = []
         self.resets = 0
         self.errors: list[str] = []
+        self.connected = False  # the server said its position: its reader is live
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             url = f"{self.ws_base}/ws" + (f"?since={self.position}" if self.position else "")
             try:
-                async with connect(url, additional_headers=self.token, open_timeout=10) as ws:
-                    self.connected = True
+                async with connect(url, additional_headers=self.token, open_timeout=30) as ws:
                     while not stop.is_set():
                         try:
                             raw = await asyncio.wait_for(ws.recv(), 0.2)
@@ -113,7 +113,9 @@ class JsonClient:
                         message = json.loads(raw)
                         if message["type"] == "reset":
                             self.resets += 1
-                        else:
+                        elif message["type"] == "position":
+                            self.connected = True  # the server's reader is live from here
+                        elif message["type"] == "activity_created":
                             self.ids.append(message["activity"]["id"])
                         self.position = message["position"]
             except ConnectionClosed as closed:
@@ -204,7 +206,7 @@ def test_three_paths_resume_exactly_after_missed_events(backend, local_app, toke
         sse = SSEReader(Server, token)
         first: list[str] = []
         run_clients([json_client], lambda: (
-            time.sleep(0.5), first.extend(post_concurrently(base, token, 24, "live")),
+            wait_until(lambda: json_client.connected, what="/ws live"), first.extend(post_concurrently(base, token, 24, "live")),
             wait_until(lambda: len(json_client.ids) >= 24, what="the first round on /ws")))
         sse_ids = [json.loads(e["data"])["id"] for e in sse.wait(24, seconds=15)]
         last_event_id = sse.events[-1]["id"]
@@ -241,7 +243,7 @@ def test_a_socket_open_through_a_database_outage_gets_everything_after_it(backen
         after: list[str] = []
 
         def outage():
-            time.sleep(0.5)
+            wait_until(lambda: client.connected, what="/ws live")
             before = post_concurrently(base, token, 8, "before", late_producer=False)
             wait_until(lambda: len(client.ids) >= 8, what="events before the outage")
             proxy.cut()
@@ -273,7 +275,7 @@ def test_a_transaction_held_open_delays_later_events_but_loses_none(backend, loc
         held_id, later = [], []
 
         def scenario():
-            time.sleep(0.5)
+            wait_until(lambda: client.connected, what="/ws live")
             with hold_a_write(local_app) as held:
                 held_id.append(held)
                 started = time.monotonic()
@@ -342,8 +344,7 @@ def test_a_restart_closes_every_socket_with_1012_and_they_resume(backend, local_
         posted: list[str] = []
 
         def scenario():
-            wait_until(lambda: all(getattr(c, "connected", False) for c in clients), what="100 sockets open")
-            time.sleep(0.5)
+            wait_until(lambda: all(c.connected for c in clients), seconds=60, what="100 sockets live")
             posted.extend(post_concurrently(base, token, 16, "before", late_producer=False))
             old_workers = set(p.pid for p in psutil.Process(master.pid).children())
             os.kill(master.pid, signal.SIGHUP)

@@ -189,15 +189,20 @@ def test_a_row_behind_an_open_transaction_is_held_back_until_it_ends(backend, ap
             found, held = store.replay.read_after(tenant, start.key, pending=start.pending)
             assert found == [] and held  # committed, visible, but not final yet
         open_tx.rollback()  # aborted: it sends nothing, the horizon passes anyway
-    deadline = time.monotonic() + 10  # (the horizon is the cluster's: others' transactions count too)
-    while time.monotonic() < deadline:
+    assert [e["id"] for _, e in read_once_final(app, tenant, start)] == [later["id"]]
+
+
+def read_once_final(app, tenant, start, seconds=10.0):
+    """The rows after `start` once none is held back (other tests' transactions
+    in this database may come and go meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while True:
         with app.app_context():
             found, held = store.replay.read_after(tenant, start.key, pending=start.pending)
             store.release()
-        if not held:
-            break
+        if not held or time.monotonic() > deadline:
+            return found
         time.sleep(0.01)
-    assert [e["id"] for _, e in found] == [later["id"]]
 
 
 def test_the_follower_reads_each_event_once_to_every_subscriber(app, auth_headers, client):
@@ -306,15 +311,7 @@ def test_another_databases_open_transaction_holds_nothing_back(backend, app, aut
     with psycopg.connect(BASE_PG_URL) as elsewhere:
         elsewhere.execute("SELECT pg_current_xact_id()")  # an xid, held open in the `test` database
         later = client.post("/api/v1/activities", json=event(title="later"), headers=auth_headers).get_json()
-        deadline = time.monotonic() + 10  # other people's transactions in this database may come and go
-        while time.monotonic() < deadline:
-            with app.app_context():
-                found, held = store.replay.read_after(tenant, start.key, pending=start.pending)
-                store.release()
-            if not held:
-                break
-            time.sleep(0.01)
-        assert [e["id"] for _, e in found] == [later["id"]]
+        assert [e["id"] for _, e in read_once_final(app, tenant, start)] == [later["id"]]
         elsewhere.rollback()
 
 

@@ -182,6 +182,11 @@ def token(local_app):
     return {"Authorization": f"Bearer {secret}"}
 
 
+def activities(messages):
+    """The activity_created messages among /ws messages (it also says its position)."""
+    return (m for m in map(json.loads, messages) if m["type"] == "activity_created")
+
+
 def json_socket(server, token, query=""):
     return connect(f"{server.ws_url}/ws{query}", additional_headers=token, open_timeout=5)
 
@@ -193,7 +198,8 @@ def test_json_socket_filters_and_frames(server, token):
              event(title="wrong priority", type="deploy.failed"), event(title="wrong type", priority="high"),
              headers=token)
         frames = [json.loads(m) for m in receive_all(ws, 1.0)]
-    assert [f["type"] for f in frames] == ["activity_created"]
+    assert [f["type"] for f in frames] == ["position", "activity_created"]  # where it starts, then the event
+    frames = frames[1:]
     assert frames[0]["activity"]["title"] == "match" and frames[0]["activity"]["tenant"] == "acme"
 
 
@@ -201,14 +207,14 @@ def test_json_socket_resumes_from_since_without_loss(server, token):
     with json_socket(server, token) as ws:
         time.sleep(0.2)
         first = post(server, event(title="first"), headers=token)[0]
-        message = json.loads(ws.recv(timeout=5))
+        message = next(activities([ws.recv(timeout=5), ws.recv(timeout=5)]))
         assert message["activity"]["id"] == first["id"]
     missed = post(server, *[event(title=f"while away {i}") for i in range(5)], headers=token)
     with json_socket(server, token, f"?since={message['position']}") as ws:
-        ids = [json.loads(m)["activity"]["id"] for m in receive_all(ws, 1.0)]
+        ids = [m["activity"]["id"] for m in activities(receive_all(ws, 1.0))]
     assert ids == [m["id"] for m in missed]  # in commit order, each once, nothing already had
     with json_socket(server, token, f"?since={first['id']}") as ws:  # an event id resumes after that event
-        ids = [json.loads(m)["activity"]["id"] for m in receive_all(ws, 1.0)]
+        ids = [m["activity"]["id"] for m in activities(receive_all(ws, 1.0))]
     assert ids == [m["id"] for m in missed]
 
 
@@ -234,7 +240,7 @@ def test_json_socket_is_tenant_scoped(server, token, local_app):
         time.sleep(0.2)
         post(server, event(title="globex secret"), headers={"Authorization": f"Bearer {other}"})
         post(server, event(title="acme news"), headers=token)
-        titles = [json.loads(m)["activity"]["title"] for m in receive_all(ws, 1.0)]
+        titles = [m["activity"]["title"] for m in activities(receive_all(ws, 1.0))]
     assert titles == ["acme news"]
 
 
@@ -306,7 +312,7 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path
 
             def read():
                 while len(titles) < 300:
-                    titles.add(json.loads(reader.recv(timeout=15))["activity"]["title"])
+                    titles.update(m["activity"]["title"] for m in activities([reader.recv(timeout=15)]))
 
             reading = threading.Thread(target=read, daemon=True)
             reading.start()

@@ -189,7 +189,8 @@ def stream_paths() -> dict:
                 "summary": "WebSocket: `{\"type\": \"activity_created\", \"activity\": {...}, \"position\": "
                 "\"...\"}` per new matching activity",
                 "description": "Upgrade with the bearer token in `Authorization`. Same filters as the list; "
-                "`since=<position>` replays exactly what came after it first. Too far behind: "
+                "`since=<position>` replays exactly what came after it first, then `{\"type\": \"position\", "
+                "\"position\": \"...\"}` says where the stream stands. Too far behind: "
                 "`{\"type\": \"reset\", \"position\": \"...\"}`, then live from that position. Closes with "
                 "1012 when the server restarts and 1013 when the client fell behind: reconnect with the last "
                 "position.",

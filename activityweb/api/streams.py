@@ -87,7 +87,8 @@ ws_bp.before_request(live.guard(_stream_principal, _parse_socket_request))
 @sock.route("/ws", bp=ws_bp)
 def activity_socket(ws):
     """`{"type": "activity_created", "activity": {...}, "position": "..."}`
-    per event; `{"type": "reset", "position": "..."}` when too far behind."""
+    per event; `{"type": "reset", "position": "..."}` when too far behind;
+    `{"type": "position", "position": "..."}` once the replay is sent."""
     slug = g.principal.tenant_slug
 
     def render(delivery):
@@ -97,5 +98,9 @@ def activity_socket(ws):
     def render_reset(reset):
         return _json({"type": "reset", "position": reset.position.token})
 
-    reader = live.Reader(g.principal.tenant_id, g.stream_filter, g.stream_since)
-    live.serve_socket(ws, reader, render, ("json", slug), render_reset)
+    def render_position(position):
+        return _json({"type": "position", "position": position.token})
+
+    tenant_id, flt, since = g.principal.tenant_id, g.stream_filter, g.stream_since
+    live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), render, ("json", slug), render_reset,
+                      render_position=render_position)

@@ -28,18 +28,16 @@ class Batch:
     offered to every subscriber of that filter at once; `end` is where the
     read ended (everything up to it has been read, matched or not)."""
 
-    __slots__ = ("events", "txids", "end", "_rendered")
+    __slots__ = ("events", "txids", "end", "first", "_positions", "_rendered")
 
     def __init__(self, events: list[dict], txids: list[int], end: Position):
         self.events, self.txids, self.end = events, txids, end
+        self.first = (txids[0], events[0]["id"])
+        self._positions: list[Position] | None = None
         self._rendered: dict = {}
 
     def __len__(self) -> int:
         return len(self.events)
-
-    @property
-    def first(self) -> tuple[int, str]:
-        return (self.txids[0], self.events[0]["id"])
 
     def rendered(self, key, render):
         # Two owners may race to render the same batch; both get an equal result.
@@ -48,7 +46,10 @@ class Batch:
         return self._rendered[key]
 
     def positions(self) -> list[Position]:
-        return [Position(t, e["id"]) for t, e in zip(self.txids, self.events)]
+        """The position after each event (made once per batch, shared by every reader)."""
+        if self._positions is None:
+            self._positions = [Position(t, e["id"]) for t, e in zip(self.txids, self.events)]
+        return self._positions
 
 
 class Subscription:
@@ -69,7 +70,8 @@ class Subscription:
         self.closed = False
         self._batches: deque[Batch] = deque()
         self._pending = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self.on_overflow: Callable[[], None] | None = None
         self.direct: Callable[[Batch], bool] | None = None
         self._owner_sending = False
@@ -77,17 +79,24 @@ class Subscription:
         self._woken = False
 
     def offer(self, batch: Batch) -> None:
-        if self.direct is not None and self._claim():
-            try:
-                if self.direct(batch):
-                    return
-            except Exception:  # never the hub's problem: the owner gets the batch instead
-                log.exception("direct live write failed; queueing")
-            finally:
-                with self._cond:
+        direct = self.direct
+        if direct is not None:
+            with self._lock:  # the Condition's own lock, without its wrapper's cost
+                claimed = not (self._batches or self._owner_sending or self._direct_sending or self.overflowed
+                               or self.closed)
+                self._direct_sending = claimed
+            if claimed:
+                try:
+                    written = direct(batch)
+                except Exception:  # never the hub's problem: the owner gets the batch instead
+                    log.exception("direct live write failed; queueing")
+                    written = False
+                with self._lock:
                     self._direct_sending = False
                     if self.closed:  # unsubscribe() waits for us
                         self._cond.notify_all()
+                if written:
+                    return
         first_overflow = False
         with self._cond:
             if self.closed:
@@ -101,13 +110,6 @@ class Subscription:
             self._cond.notify()
         if first_overflow and self.on_overflow is not None:
             self.on_overflow()
-
-    def _claim(self) -> bool:
-        with self._cond:
-            if self._batches or self._owner_sending or self._direct_sending or self.overflowed or self.closed:
-                return False
-            self._direct_sending = True
-            return True
 
     def wake(self) -> None:
         """Make `take` return now, or at once the next time it is called."""

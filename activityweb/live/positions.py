@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 NIL = "00000000-0000-0000-0000-000000000000"
 MAX = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 # A page's snapshot may list many open transactions; a token keeps this many
-# (more would make a long URL). Beyond it the oldest are dropped from the
-# pending part... which would lose their events, so the position falls back
-# to just before the oldest of them instead (some repeats, nothing lost).
+# (more would make a long URL). With more, the position falls back to just
+# before the oldest of them: some events the page has may come again (the
+# page replaces them by id), none is lost.
 MAX_PENDING = 32
 
 _PART = r"(\d{1,20})-([0-9a-f]{32})"

@@ -25,6 +25,7 @@ import time
 from typing import Callable, Iterator
 
 from flask import copy_current_request_context, current_app, request
+from sqlalchemy.exc import DBAPIError
 from wsproto.frame_protocol import FrameProtocol
 
 from .. import store
@@ -287,7 +288,7 @@ class _SerialSocket:
             self.send(b"")
 
     def send_now(self, data: bytes) -> None:
-        """Write without waiting; the caller holds `try_hold()`."""
+        """Write without waiting; the caller holds the socket (`hold()`)."""
         try:
             try:
                 sent = _socket.socket.send(self._raw, data, _socket.MSG_DONTWAIT)
@@ -301,16 +302,28 @@ class _SerialSocket:
             if self._rest and self.on_rest is not None:
                 self.on_rest()
 
+    def hold(self) -> bool:
+        """Hold the socket if no write is in progress and nothing is left over
+        (then `release()` after writing)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        if self._rest or self._closing:
+            self._lock.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
     @contextlib.contextmanager
     def try_hold(self):
-        """Hold the socket if no write is in progress and nothing is left over."""
-        if not self._lock.acquire(blocking=False):
-            yield False
-            return
+        """`hold()` as a context manager; yields whether it is held."""
+        held = self.hold()
         try:
-            yield not self._rest and not self._closing
+            yield held
         finally:
-            self._lock.release()
+            if held:
+                self.release()
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -344,15 +357,27 @@ def _wake_when_closed(ws, subscription: Subscription) -> None:
     subscription.wake()
 
 
-def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str]], render_key,
-                 render_reset: Callable[[Reset], str], *, direct: bool = True) -> None:
+def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delivery], str | list[str]], render_key,
+                 render_reset: Callable[[Reset], str], *, render_position: Callable[[Position], str] | None = None,
+                 direct: bool = True) -> None:
     """Stream to a WebSocket until the client goes or the server stops.
+
+    `open_reader()` makes the client's Reader (it reads the database: if the
+    database is away, the socket closes with 1013 and the client retries).
+    `render_position(position)`, if given, says where the client is once the
+    replay is sent, so a client that gets no event before it reconnects
+    still has a position to resume from.
 
     `render(delivery)` makes a message or a list of messages; sockets whose
     render shares a `render_key` share the renderings (and framed bytes) of
     a batch. `direct=False` keeps the fan-out from writing to this socket:
     for a render that reads the database, which the fan-out must not do.
     """
+    try:
+        reader = open_reader()
+    except DBAPIError:
+        close(ws, CLOSE_TRY_AGAIN, "database unavailable; reconnect")
+        return
     sock = ws.sock if isinstance(ws.sock, _SerialSocket) else _SerialSocket(ws.sock)
     ws.sock = sock
     sub = reader.subscription
@@ -374,34 +399,48 @@ def serve_socket(ws, reader: Reader, render: Callable[[Delivery], str | list[str
             if item is IDLE:
                 continue
             if item is CAUGHT_UP:
+                if render_position is not None:
+                    sock.send(frames(render_position(reader.position)))
                 if direct and sock.can_send_now:
                     sock.on_rest = sub.wake
                     # Rendering may build URLs: it runs in a copy of this request's context.
                     in_context = copy_current_request_context(lambda d: frames(render(d)))
-                    sub.direct = _direct_writer(sock, reader, framed_with(in_context))
+                    sub.direct = _direct_writer(sock, reader, render_key, in_context)
                 continue
             sock.send(frames(render_reset(item)) if isinstance(item, Reset) else framed(item))
         if ws.connected:
             close(ws, CLOSE_SERVICE_RESTART, "server restarting; reconnect")
     except SlowConsumer:
         close(ws, CLOSE_TRY_AGAIN, "fell behind; reconnect")
+    except DBAPIError:  # the replay could not be read: the client resumes later
+        close(ws, CLOSE_TRY_AGAIN, "database unavailable; reconnect")
     except OSError:
         pass  # the client went away mid-write
     finally:
         reader.close()
 
 
-def _direct_writer(sock: _SerialSocket, reader: Reader, framed):
+def _direct_writer(sock: _SerialSocket, reader: Reader, render_key, frame):
+    """The fan-out's write to this socket, the hot path of live delivery (a
+    batch goes to every idle socket of its filter this way): write the batch
+    now if the socket is idle and the client takes all of it (the common
+    case), with the frames made once per batch and filter; else decline and
+    the owner takes it from the queue."""
+
+    def render(batch: Batch) -> bytes:
+        return frame(Delivery(batch.events, batch.positions(), batch.end, shared=batch))
+
     def write(batch: Batch) -> bool:
-        """From the fan-out: write the batch now if the socket is idle and the
-        client takes all of it (the common case); else let the owner do it."""
         position = reader.position
-        if position.pending or batch.first <= position.key:
+        if position.pending or batch.first <= (position.txid, position.id) or not sock.hold():
             return False
-        with sock.try_hold() as held:
-            if held:
-                sock.send_now(framed(reader.accept(batch)))
-            return held
+        try:
+            data = batch.rendered(render_key, render)
+            reader.position = batch.end
+            sock.send_now(data)
+        finally:
+            sock.release()
+        return True
 
     return write
 
@@ -419,6 +458,10 @@ def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: 
         yield "retry: 2000\n\n"
         for item in deliveries(reader, stopping=stopping, idle=keepalive):
             if item is CAUGHT_UP:
+                # An id without data sets EventSource's Last-Event-ID and fires
+                # nothing: a client that reconnects before any event resumes here.
+                yield f"id: {reader.position.token}\n\n"
+                last = time.monotonic()
                 continue
             if item is IDLE:
                 if time.monotonic() - last < keepalive * 0.9:

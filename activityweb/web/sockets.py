@@ -65,8 +65,9 @@ def reset_message(reset: live.Reset) -> str:
 def follow_page(ws, flt, render, render_key, *, direct: bool = True) -> None:
     """Every page socket: say hello, then stream `render(delivery)` messages."""
     since = hello_since(ws)
-    reader = live.Reader(g.principal.tenant_id, flt, since)
-    live.serve_socket(ws, reader, lambda d: positioned(render(d), d.end), render_key, reset_message, direct=direct)
+    tenant_id = g.principal.tenant_id
+    live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), lambda d: positioned(render(d), d.end),
+                      render_key, reset_message, direct=direct)
 
 
 @sock.route("/feed/ws", bp=bp)
