@@ -155,6 +155,11 @@ def check_production(config: dict) -> None:
         raise ConfigError(
             "ACTIVITYWEB_LOCAL_MODE lets anyone act as the default tenant; refusing to start in production."
         )
+    if list(config.get("ALLOWED_HOSTS") or []) == list(LOOPBACK_HOSTS) and not config.get("PUBLIC_URL"):
+        raise ConfigError(
+            "ACTIVITYWEB_ENV=production needs ALLOWED_HOSTS (the host names it serves) or ACTIVITYWEB_PUBLIC_URL; "
+            "every other host is refused; refusing to start."
+        )
 
 
 def check_local_bind(config: dict, bind) -> None:

@@ -4,9 +4,11 @@ A scratch PostgreSQL database (TEST_DATABASE_URL's server), a real gunicorn
 on it, a token with every scope, and schemathesis generating requests for
 every path and method the document lists, with a fixed seed so a run can be
 repeated. The check is `not_a_server_error`: nothing a client sends may give
-a 5xx. Exit status: schemathesis's (0: no server errors).
+a 5xx. Exit status: schemathesis's (0: no server errors). One worker:
+schemathesis's coverage phase is not thread-safe (two workers gave it
+internal errors). The one path left out is the never-ending SSE stream.
 
-    make fuzz                      # FUZZ_EXAMPLES=40 per operation, seed 12
+    make fuzz                      # FUZZ_EXAMPLES=20 per operation, seed 12
     FUZZ_SEED=7 FUZZ_EXAMPLES=200 make fuzz
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import PYTHON, ROOT, app_env, gunicorn, make_token, scratch_database  # noqa: E402
 
 SEED = os.environ.get("FUZZ_SEED", "12")
-EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "40")
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "20")
 
 
 def main() -> int:
@@ -36,6 +38,9 @@ def main() -> int:
                 "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {token}",
                 "--seed", SEED, "--max-examples", EXAMPLES, "--phases", "examples,coverage,fuzzing",
                 "--generation-database", "none", "--request-timeout", "30", "--workers", "1",
+                # The SSE stream never ends (keep-alives every few seconds), which no fuzzer can
+                # read to the end; tests/test_hostile_input.py sends it the hostile filters.
+                "--exclude-path", "/api/v1/activities/stream",
                 "--report", "junit", "--report-dir", str(ROOT / "instance" / "fuzz-report"), "--no-color",
             ]
             print("$", " ".join(c if "Bearer" not in c else "Authorization: Bearer aw_…" for c in command), flush=True)

@@ -82,7 +82,8 @@ def test_next_is_never_another_site(client, make_user):
 
 @pytest.mark.parametrize("env_name", ["production", "Production", " PRODUCTION "])
 def test_session_cookie_is_secure_in_production_by_default(backend, tmp_path, request, env_name):
-    app = make_app(backend, tmp_path, request, ENV_NAME=env_name, SECRET_KEY="k" * 40)
+    app = make_app(backend, tmp_path, request, ENV_NAME=env_name, SECRET_KEY="k" * 40,
+                   ALLOWED_HOSTS=["localhost", "activity.example.com"])
     try:
         from activityweb import auth, store
 
@@ -295,6 +296,7 @@ def test_sign_in_is_rate_limited(backend, tmp_path, request):
     ({"ACTIVITYWEB_ENV": "PRODUCTION", "SECRET_KEY": "short"}, "SECRET_KEY"),
     ({"ACTIVITYWEB_ENV": "prod", "SECRET_KEY": "k" * 40, "ACTIVITYWEB_LOCAL_MODE": "1"}, "ACTIVITYWEB_ENV"),
     ({"ACTIVITYWEB_ENV": "staging"}, "ACTIVITYWEB_ENV"),
+    ({"SECRET_KEY": "k" * 40}, "ALLOWED_HOSTS"),
 ])
 def test_production_refuses_unsafe_settings_in_one_line(env, message):
     base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ACTIVITYWEB_LOCAL_MODE")}
@@ -314,8 +316,10 @@ def test_local_mode_gunicorn_refuses_to_bind_beyond_loopback():
     assert "serves only loopback" in result.stderr and "refusing to start" in result.stderr
 
 
-def test_production_starts_with_a_secret_key():
-    env = {**os.environ, "ACTIVITYWEB_ENV": "production", "SECRET_KEY": "k" * 40}
+@pytest.mark.parametrize("hosts", [{"ALLOWED_HOSTS": "activity.example.com"},
+                                   {"ACTIVITYWEB_PUBLIC_URL": "https://activity.example.com"}])
+def test_production_starts_with_a_secret_key_and_its_host_names(hosts):
+    env = {**os.environ, "ACTIVITYWEB_ENV": "production", "SECRET_KEY": "k" * 40, **hosts}
     env.pop("ACTIVITYWEB_LOCAL_MODE", None)
     result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -116,6 +117,10 @@ TITLE_CHARS = 200
 def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
     """Activities for a POSTed hook payload, or an array of them (the command
     hook's spool); and whether it was an array."""
+    if len(body) > YIELD_ABOVE_BYTES:
+        # Under gevent, sleep(0) lets the requests waiting on this worker run
+        # before the tens of milliseconds a large body takes to parse.
+        time.sleep(0)
     tokens = json_tokens(body)
     payloads, is_batch = _payloads(parse_json(body) if tokens <= MAX_JSON_TOKENS else _named_fields(body, tokens))
     config = current_app.config
@@ -153,6 +158,9 @@ _ToolArguments = create_model("_ToolArguments", __config__=ConfigDict(extra="ign
                               **{argument: (_Scalar, None) for argument, _ in TOOL_ARGUMENTS.values()})
 _NamedFields = create_model("_NamedFields", __config__=ConfigDict(extra="ignore"),
                             tool_input=(_ToolArguments | None, None), **{f: (_Scalar, None) for f in _READ_FIELDS})
+
+
+YIELD_ABOVE_BYTES = 256 * 1024
 
 
 def _named_fields(body: bytes, tokens: int) -> dict:

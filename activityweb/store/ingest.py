@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from flask import current_app
 
 from .. import live
+from ..errors import database_away
 from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
@@ -178,9 +178,12 @@ class IngestBatcher:
         try:
             for job, result in zip(batch, write_activities([(j.tenant_id, j.events) for j in batch])):
                 job.result = result
-        except Exception:
-            if len(batch) == 1:
-                batch[0].error = sys.exc_info()[1]
+        except Exception as exc:
+            if len(batch) == 1 or database_away(exc):
+                # Alone, or the database is away: each would fail the same way,
+                # one connect timeout after another.
+                for job in batch:
+                    job.error = exc
                 return
             # One submission may poison the statement: write each alone, so
             # only its own request fails.

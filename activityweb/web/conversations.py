@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import abort, render_template, request
 
 from .. import live, store
 from ..auth import web_principal
 from ..errors import InvalidQuery
-from ..filters import MAX_SEARCH_CHARS, MAX_VALUE_CHARS
+from ..filters import MAX_SEARCH_CHARS, MAX_VALUE_CHARS, in_time_range
 from ..serialize import encode_cursor
 from . import bp
 from .views import render_page_or_partial
@@ -47,9 +47,10 @@ def parse_conversation_cursor(args) -> tuple[datetime, str] | None:
         moment = datetime.fromisoformat(moment)
         if moment.tzinfo is None or not isinstance(conversation_id, str):
             raise ValueError
+        moment = in_time_range("cursor", moment)  # a year-1 or year-9999 time overflows in UTC
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InvalidQuery("cursor", "is not a cursor this server made") from None
-    return moment.astimezone(timezone.utc), conversation_id
+    return moment, conversation_id
 
 
 def query_args(query: store.ConversationQuery, **changes) -> dict:
