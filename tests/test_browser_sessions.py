@@ -21,7 +21,9 @@ SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 
 @pytest.fixture
 def server(sqlite_local_app, serve):
-    sqlite_local_app.config["SESSIONS_POLL_SECONDS"] = 1
+    # Between events /sessions redraws its clocks this often: longer than any test, so what
+    # changes on the page changes because the socket said so.
+    sqlite_local_app.config["SESSIONS_CLOCK_SECONDS"] = 3600
     return serve(sqlite_local_app)
 
 
@@ -44,6 +46,8 @@ def shoot(page, name: str):
 
 def test_a_permission_prompt_appears_live_and_clears_on_the_next_tool_call(page, server):
     page.goto(server.url + "/needs-you")
+    page.wait_for_selector("#needs-you-list-live[data-state=open]")
+    page.wait_for_selector("#needs-you-live[data-state=open]")
     page.locator(".nobody-waiting").wait_for()
     assert page.get_attribute("#needs-you-badge", "data-count") == "0"
     hook(server, "UserPromptSubmit", "s-live", 30)
@@ -51,7 +55,7 @@ def test_a_permission_prompt_appears_live_and_clears_on_the_next_tool_call(page,
     hook(server, "PermissionRequest", "s-live", 12)
     hook(server, "Notification.permission_prompt", "s-live", 6)
     entry = page.locator("#waiting-s-live")
-    entry.wait_for()  # no reload: the list refreshes itself
+    entry.wait_for()  # no reload: the socket sends the list again
     assert "Permission asked: Bash: curl -s http://127.0.0.1:9/health" in entry.text_content()
     assert "billing-api" in entry.text_content()
     page.locator('#needs-you-badge[data-count="1"]').wait_for()
@@ -73,6 +77,7 @@ def test_two_sessions_run_in_their_own_lanes_and_one_ends(page, server):
     hook(server, "PreToolUse", "lane-b", 4, tool_use_id="toolu_b1",
          tool_input={"command": "pytest tests/test_orders.py"})
     page.goto(server.url + "/sessions")
+    page.wait_for_selector("#session-lanes-live[data-state=open]")
     lanes = page.locator("#running-lanes > li.lane")
     assert lanes.count() == 2
     a, b = page.locator("#lane-lane-a"), page.locator("#lane-lane-b")
