@@ -35,13 +35,28 @@ def hook(server, name: str, session: str, seconds_ago: float = 0, **changes):
     assert response.status_code == 201, response.text
 
 
+AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
+
+
 def shoot(page, name: str):
-    """The page at both sizes, for a person to look at."""
+    """The page at both sizes, for a person to look at; at each it fits the screen's
+    width and axe-core finds nothing serious."""
     ARTIFACTS.mkdir(exist_ok=True)
-    for size, (width, height) in SIZES.items():
+    problems = []
+    for (size, (width, height)), scheme in ((item, scheme) for item in SIZES.items() for scheme in ("light", "dark")):
+        page.emulate_media(color_scheme=scheme)
         page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}{'-dark' if scheme == 'dark' else ''}.png"), full_page=True)
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > width:
+            problems.append(f"{size}: {scroll_width} px wide")
+        page.evaluate(AXE.read_text())  # through the DevTools protocol: the page's CSP does not apply
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        problems += [f"{size} {scheme}: {v['id']} {v['nodes'][0]['target']}" for v in result["violations"]
+                     if v["impact"] in ("serious", "critical")]
     page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+    assert problems == [], name
 
 
 def test_a_permission_prompt_appears_live_and_clears_on_the_next_tool_call(page, server):
