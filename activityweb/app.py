@@ -20,6 +20,7 @@ from .web import bp as web_bp
 from .web import present
 from .web.account import bp as account_bp
 from .web.insight_sockets import bp as insight_socket_bp
+from .web.session_sockets import bp as session_socket_bp
 from .web.sockets import bp as feed_socket_bp
 
 
@@ -64,6 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(web_bp)
     app.register_blueprint(feed_socket_bp)
     app.register_blueprint(insight_socket_bp)
+    app.register_blueprint(session_socket_bp)
     app.register_blueprint(account_bp)
     present.register(app)
     security.init_app(app, api_bp, [activity_socket_bp, feed_socket_bp])

@@ -153,6 +153,9 @@ def refuse_nul_in_fields() -> None:
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 JSON_TYPES = ("application/json",)
+# OTLP/HTTP takes protobuf as well: not a type a form or a CORS "simple
+# request" can send, so the same cross-site argument holds.
+OTLP_TYPES = ("application/json", "application/x-protobuf", "application/protobuf")
 
 
 def require_json_body() -> None:
@@ -162,6 +165,12 @@ def require_json_body() -> None:
     if request.method in SAFE_METHODS or not (request.content_length or request.headers.get("Transfer-Encoding")):
         return
     mimetype = request.mimetype or ""
+    if request.path.startswith("/api/v1/otlp/"):
+        if mimetype not in OTLP_TYPES:
+            raise ApiError(415, "unsupported_media_type", "OTLP/HTTP bodies are application/x-protobuf or "
+                           f"application/json, not {mimetype or 'none'!r}.",
+                           headers={"Accept-Post": ", ".join(OTLP_TYPES)})
+        return
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", f"Send the body as application/json, not {mimetype or 'none'!r}.",
                        headers={"Accept-Post": "application/json"})

@@ -21,7 +21,9 @@ SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 
 @pytest.fixture
 def server(sqlite_local_app, serve):
-    sqlite_local_app.config["SESSIONS_POLL_SECONDS"] = 1
+    # Between events /sessions redraws its clocks this often: longer than any test, so what
+    # changes on the page changes because the socket said so.
+    sqlite_local_app.config["SESSIONS_CLOCK_SECONDS"] = 3600
     return serve(sqlite_local_app)
 
 
@@ -33,17 +35,34 @@ def hook(server, name: str, session: str, seconds_ago: float = 0, **changes):
     assert response.status_code == 201, response.text
 
 
+AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
+
+
 def shoot(page, name: str):
-    """The page at both sizes, for a person to look at."""
+    """The page at both sizes, for a person to look at; at each it fits the screen's
+    width and axe-core finds nothing serious."""
     ARTIFACTS.mkdir(exist_ok=True)
-    for size, (width, height) in SIZES.items():
+    problems = []
+    for (size, (width, height)), scheme in ((item, scheme) for item in SIZES.items() for scheme in ("light", "dark")):
+        page.emulate_media(color_scheme=scheme)
         page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}{'-dark' if scheme == 'dark' else ''}.png"), full_page=True)
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > width:
+            problems.append(f"{size}: {scroll_width} px wide")
+        page.evaluate(AXE.read_text())  # through the DevTools protocol: the page's CSP does not apply
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        problems += [f"{size} {scheme}: {v['id']} {v['nodes'][0]['target']}" for v in result["violations"]
+                     if v["impact"] in ("serious", "critical")]
     page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+    assert problems == [], name
 
 
 def test_a_permission_prompt_appears_live_and_clears_on_the_next_tool_call(page, server):
     page.goto(server.url + "/needs-you")
+    page.wait_for_selector("#needs-you-list-live[data-state=open]")
+    page.wait_for_selector("#needs-you-live[data-state=open]")
     page.locator(".nobody-waiting").wait_for()
     assert page.get_attribute("#needs-you-badge", "data-count") == "0"
     hook(server, "UserPromptSubmit", "s-live", 30)
@@ -51,7 +70,7 @@ def test_a_permission_prompt_appears_live_and_clears_on_the_next_tool_call(page,
     hook(server, "PermissionRequest", "s-live", 12)
     hook(server, "Notification.permission_prompt", "s-live", 6)
     entry = page.locator("#waiting-s-live")
-    entry.wait_for()  # no reload: the list refreshes itself
+    entry.wait_for()  # no reload: the socket sends the list again
     assert "Permission asked: Bash: curl -s http://127.0.0.1:9/health" in entry.text_content()
     assert "billing-api" in entry.text_content()
     page.locator('#needs-you-badge[data-count="1"]').wait_for()
@@ -73,6 +92,7 @@ def test_two_sessions_run_in_their_own_lanes_and_one_ends(page, server):
     hook(server, "PreToolUse", "lane-b", 4, tool_use_id="toolu_b1",
          tool_input={"command": "pytest tests/test_orders.py"})
     page.goto(server.url + "/sessions")
+    page.wait_for_selector("#session-lanes-live[data-state=open]")
     lanes = page.locator("#running-lanes > li.lane")
     assert lanes.count() == 2
     a, b = page.locator("#lane-lane-a"), page.locator("#lane-lane-b")

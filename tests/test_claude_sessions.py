@@ -37,11 +37,11 @@ def test_a_permission_request_waits_until_the_session_moves_on(web):
     assert waiting_ids(web) == ["s-1"]
     assert "Permission asked: Bash: curl -s http://127.0.0.1:9/health" in page  # what it asks, not the notification
     assert 'class="waiting kind-permission"' in page
-    assert 'data-count="1"' in web.get("/").get_data(as_text=True)  # the header badge
+    assert 'href="/needs-you" data-count="1"' in web.get("/").get_data(as_text=True)  # the header badge
+    assert 'ws-connect="/needs-you/ws"' in page and 'ws-connect="/needs-you/list/ws"' in page
     send(web, payload("PostToolUse", "s-1", 5, tool_use_id="toolu_a"))
     assert waiting_ids(web) == []
-    assert 'id="needs-you-badge"' in web.get("/needs-you/badge").get_data(as_text=True)
-    assert 'data-count="0"' in web.get("/needs-you/badge").get_data(as_text=True)
+    assert 'id="needs-you-badge" class="needs-you-badge" href="/needs-you" data-count="0"' in web.get("/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("waiting, moving_on", [
@@ -82,10 +82,10 @@ def test_lanes_show_state_tool_prompt_and_fold_ended_sessions(web):
     ended = html.split('id="ended-lanes"')[1]
     assert 'id="lane-done-1"' in ended and "1 ended session" in ended
     assert 'data-events="' in html
-    # The htmx refresh gets the lanes alone.
+    assert 'ws-connect="/sessions/ws"' in html
+    # The clock refresh gets the lanes alone.
     partial = web.get("/sessions", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert partial.lstrip().startswith("<ol") or "running-lanes" in partial
-    assert "<html" not in partial
+    assert '<div id="session-lanes">' in partial and "<html" not in partial
 
 
 def test_the_api_lists_waiting_sessions_and_lanes(web):
@@ -97,3 +97,29 @@ def test_the_api_lists_waiting_sessions_and_lanes(web):
     [lane] = web.get("/api/v1/sessions").get_json()["items"]
     assert (lane["id"], lane["state"], lane["tool"]) == ("s-api", "waiting", "Bash: echo hi")
     assert len(lane["pulse"]) == 30 and sum(lane["pulse"]) == 3
+
+
+@pytest.mark.parametrize("path", ["/needs-you/ws", "/needs-you/list/ws", "/sessions/ws"])
+def test_the_sockets_need_a_session_and_this_origin(app, serve, make_user, path):
+    import requests
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from conftest import PASSWORD, csrf_from
+
+    server = serve(app)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + path, origin=server.url, open_timeout=5)
+    assert refused.value.response.status_code == 401
+    make_user("lanes@example.com")
+    session = requests.Session()
+    page = session.get(server.url + "/login").text
+    session.post(server.url + "/login", data={"email": "lanes@example.com", "password": PASSWORD,
+                                              "csrf_token": csrf_from(page)})
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    with connect(server.ws_url + path, origin=server.url, additional_headers={"Cookie": cookie}, open_timeout=5) as ws:
+        ws.send('{"since": null}')
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + path, origin="https://evil.example", additional_headers={"Cookie": cookie},
+                open_timeout=5)
+    assert refused.value.response.status_code == 403

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from .. import store
 from ..errors import ApiError, invalid_body
 from ..schemas import MAX_TITLE, check_batch
-from .claude_code_events import NEWER_EVENT_TYPES, describe_newer, project_root, task_key
+from .claude_code_events import NEWER_EVENT_TYPES, NEWER_READ_FIELDS, describe_newer, project_root, task_key
 from .redact import Redactor, redactor
 from .shaping import (
     MAX_JSON_TOKENS,
@@ -152,7 +152,7 @@ def events_from_body(tenant_id: int, body: bytes) -> tuple[list[dict], bool]:
 _READ_FIELDS = ("hook_event_name", "session_id", "transcript_path", "cwd", "permission_mode", "tool_name",
                 "tool_use_id", "agent_id", "agent_type", "source", "reason", "error", "error_message",
                 "is_interrupt", "prompt", "last_assistant_message", "error_details", "notification_type", "message",
-                "title", "trigger", "custom_instructions", "compact_summary", STAMP, EVENT_ID)
+                "title", "trigger", "custom_instructions", "compact_summary", STAMP, EVENT_ID, *NEWER_READ_FIELDS)
 _Scalar = str | int | float | bool | None
 _ToolArguments = create_model("_ToolArguments", __config__=ConfigDict(extra="ignore"),
                               **{argument: (_Scalar, None) for argument, _ in TOOL_ARGUMENTS.values()})

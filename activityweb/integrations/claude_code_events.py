@@ -37,6 +37,12 @@ NEWER_EVENT_TYPES = {
     "Elicitation": "claude.elicitation.requested",
     "ElicitationResult": "claude.elicitation.answered",
 }
+# The fields these events and the turn read: what a body too large to parse
+# whole still keeps (`claude_code._named_fields`).
+NEWER_READ_FIELDS = ("prompt_id", "expansion_type", "command_name", "command_args", "command_source", "turn_id",
+                     "message_id", "delta", "task_id", "task_subject", "task_description", "teammate_name",
+                     "team_name", "file_path", "memory_type", "load_reason", "old_cwd", "new_cwd", "directory",
+                     "event", "name", "worktree_path", "mcp_server_name", "mode", "url", "action")
 FILE_EVENTS = {"add": "added", "change": "changed", "unlink": "removed"}
 _PATH_CHARS = re.compile(r"[^A-Za-z0-9]")
 
