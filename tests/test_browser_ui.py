@@ -16,7 +16,9 @@ from activityweb import auth, store
 from activityweb.demo import demo_events
 from activityweb.filters import ActivityFilter
 from activityweb.models import utcnow
+from activityweb.rules import manage
 from conftest import event
+from test_browser_sessions import hook
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +30,7 @@ DESKTOP = {"width": 1440, "height": 900}
 
 @pytest.fixture
 def seeded(sqlite_local_app, serve):
+    sqlite_local_app.config["RULES_EGRESS_ALLOW"] = ["127.0.0.1"]
     with sqlite_local_app.app_context():
         tenant = store.get_or_create_tenant("default")
         # Ending an hour ago: the demo's sessions run on past `now`, and a page should not open on the future.
@@ -36,8 +39,22 @@ def seeded(sqlite_local_app, serve):
         store.bulk_load(tenant.id, demo_events(450, days=3, seed=16, now=utcnow() - timedelta(hours=1)))
         conversation = store.recent_conversations(tenant.id, ActivityFilter(), limit=1)[0].id
         some_event = store.list_activities(tenant.id, ActivityFilter(), limit=1).items[0]["id"]
+        channel, _ = manage.create_channel(tenant.id, {"name": "ops-hook", "kind": "webhook",
+                                                       "target": "http://127.0.0.1:9/hook"})
+        rule = manage.save_rule(tenant.id, {"name": "Deploys failing", "filter": "type=deployment.*&status=failed",
+                                            "condition": "count", "threshold": 2, "window_seconds": 600,
+                                            "channel_id": channel.id})
+        rule_id, channel_id = rule.id, channel.id
     server = serve(sqlite_local_app)
     server.conversation, server.some_event = conversation, some_event
+    server.rule, server.channel = rule_id, channel_id
+    # A session waiting on a person (Needs you) and one running a tool (a lane on /sessions).
+    hook(server, "UserPromptSubmit", "s-waiting", 30)
+    hook(server, "PreToolUse", "s-waiting", 20, tool_use_id="toolu_waiting")
+    hook(server, "Notification.permission_prompt", "s-waiting", 6)
+    hook(server, "SessionStart", "s-running", 90)
+    hook(server, "UserPromptSubmit", "s-running", 80, prompt="paginate the users endpoint")
+    hook(server, "PreToolUse", "s-running", 5, tool_use_id="toolu_running")
     return server
 
 
@@ -82,6 +99,11 @@ def pages(server):
         "activity": (f"/activities/{server.some_event}", ".detail h1"),
         "stats": ("/stats", ".stat-card"),
         "tokens": ("/settings/tokens", ".tokens"),
+        "needs-you": ("/needs-you", "#waiting-s-waiting"),
+        "sessions": ("/sessions", "#running-lanes > li.lane"),
+        "rules": ("/settings/rules", "#new-rule"),
+        "rule": (f"/settings/rules/{server.rule}", "h1"),
+        "channel": (f"/settings/rules/channels/{server.channel}", "h1"),
         "login": ("/login", "form.stacked-form"),
     }
 
