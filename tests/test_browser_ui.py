@@ -186,6 +186,40 @@ def test_a_tool_call_is_one_row_that_turns_from_running_to_done_live(seeded, ope
     assert page.locator(f"#feed-items li.event[data-id='{start['id']}']").count() == 0  # one row, not two
 
 
+def test_a_tool_call_arriving_live_adds_one_unread_row(seeded, open_page):
+    page = open_page()
+    page.goto(seeded.url + "/")  # a first visit: unread counts from here
+    live(page)
+    page.wait_for_selector("#unread-live[data-state=open]")
+    assert page.get_attribute("#unread-count", "data-count") == "0"
+
+    def call(call_id, status):
+        return event(type="claude.tool.started" if status == "started" else "claude.tool.completed",
+                     title="Bash: make", status=status, entity_type="tool", entity_id="Bash",
+                     correlation_id=call_id, source="claude_code")
+
+    def changes_to(expected, before):
+        page.wait_for_selector(f"#unread-count:not([data-count='{before}'])")
+        assert page.get_attribute("#unread-count", "data-count") == expected
+
+    post(seeded, call("toolu_unread_1", "started"))
+    changes_to("1", "0")
+    # The outcome and a deploy in one batch: the call's row is counted already, the deploy is new.
+    post(seeded, call("toolu_unread_1", "success"), event(title="a deploy"))
+    changes_to("2", "1")
+    # A running call the page was rendered with: the server's count names it, its outcome adds nothing.
+    post(seeded, call("toolu_unread_2", "started"))
+    changes_to("3", "2")
+    page.reload()
+    live(page)
+    page.wait_for_selector("#unread-live[data-state=open]")
+    assert page.get_attribute("#unread-count", "data-count") == "3"
+    assert page.get_attribute("#unread-count", "data-running-calls").startswith("call-")
+    post(seeded, call("toolu_unread_2", "success"), event(title="another deploy"))
+    changes_to("4", "3")
+    assert page.title().startswith("(4) ")
+
+
 def test_back_after_loading_three_pages_shows_three_pages(seeded, open_page):
     page = open_page()
     page.goto(seeded.url + "/?type=-claude.tool.started")

@@ -172,7 +172,37 @@ def test_reading_a_tool_calls_row_reads_both_its_events(web):
     web.get("/")  # a first visit: unread counts from here
     start, done = post(web, *tool_call("toolu_read", NOW - timedelta(minutes=2)))
     page = web.get("/").get_data(as_text=True)
-    assert re.search(r'data-count="2"', page)  # two events, one row
+    assert re.search(r'id="unread-count"[^>]*data-count="1"', page)  # two events, one row
     token = csrf_from(page)
     marked = web.post(f"/activities/{done['id']}/read", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert marked.status_code == 200 and 'data-count="0"' in marked.get_data(as_text=True)
+
+
+def unread_header(html):
+    """The header's unread count and the running calls it names."""
+    found = re.search(r'id="unread-count"[^>]*data-count="(\d+)"[^>]*data-running-calls="([^"]*)"', html)
+    return int(found[1]), found[2].split()
+
+
+def test_the_unread_count_counts_rows_a_tool_call_once(web):
+    web.get("/")  # a first visit: unread counts from here
+    [start] = post(web, *tool_call("toolu_count", NOW - timedelta(minutes=3), finished=False))
+    html = web.get("/").get_data(as_text=True)
+    [(row, _)] = rows(html)
+    assert unread_header(html) == (1, [row])  # running: its start is the row, and the page is told so
+    post(web, event(type="claude.tool.completed", title="Bash: npm test", entity_type="tool", entity_id="Bash",
+                    status="success", correlation_id="toolu_count", occurred_at=(NOW - timedelta(minutes=2)).isoformat()))
+    post(web, event(title="a deploy"))
+    html = web.get("/").get_data(as_text=True)
+    assert unread_header(html) == (2, [])  # the call (one row, done) and the deploy
+    # A permission asked mid-call is a row of its own.
+    post(web, event(type="claude.permission.requested", title="Bash: rm", entity_type="tool", status="waiting",
+                    correlation_id="toolu_count"))
+    assert unread_header(web.get("/").get_data(as_text=True))[0] == 3
+    # The API's count is the same count.
+    assert web.post("/api/v1/activities/read-all?type=no.such.*").get_json()["unread_count"] == 3
+    # The live path sends rows: a start and its outcome take one.
+    from activityweb.web.present import row_id
+    from activityweb import store
+    with web.application.test_request_context("/"):
+        assert row_id(store.get_activity(1, start["id"])) == row

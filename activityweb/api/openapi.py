@@ -331,7 +331,8 @@ def insight_schemas() -> dict:
                 "id": {"type": "string"},
                 "read": {"type": "boolean"},
                 "unread_count": {"type": "integer",
-                                 "description": "Events this token has not read, counted up to 1,000."},
+                                 "description": "Feed rows this token has not read, counted up to 1,000: a tool "
+                                                "call's start and outcome (same correlation id) are one row."},
             },
         },
         **_stats_schemas(),

@@ -48,7 +48,8 @@ from .database import applied_migrations, dialect, init_app, release
 from .feed import Page, count_activities, get_activity, list_activities, stream_activities
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
-from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading, unread_count
+from .reading import (UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading,
+                      unread_count, unread_running_calls)
 from . import replay
 from .rollups import rebuild as rebuild_rollups
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
@@ -68,5 +69,5 @@ __all__ = [
     "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "recent_conversations", "release",
     "replay", "start_reading",
     "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max",
-    "take_secret", "stream_activities", "unread_count", "write_activities",
+    "take_secret", "stream_activities", "unread_count", "unread_running_calls", "write_activities",
 ]
