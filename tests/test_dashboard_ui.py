@@ -87,7 +87,9 @@ def test_load_more_keeps_the_depth_in_the_url_and_day_headers_divide_days(web):
     assert headers[0][1] == "Today" and len({day for day, _ in headers}) == len(headers) >= 2
 
 
-def test_conversations_page_to_the_end_with_search_and_filters(web):
+def sixty_nine_sessions():
+    """s-00 (newest) to s-68, an hour apart: projects api/web alternate, Ada is in every third,
+    every fifth failed, all but s-00 ended."""
     events = []
     for i in range(69):
         session = f"s-{i:02d}"
@@ -101,7 +103,11 @@ def test_conversations_page_to_the_end_with_search_and_filters(web):
         if i > 0:
             events.append(event(type="claude.session.ended", title="Session ended", conversation_id=session,
                                 occurred_at=(at + timedelta(seconds=9)).isoformat()))
-    post(web, *events)
+    return events
+
+
+def test_conversations_page_to_the_end_with_search_and_filters(web):
+    post(web, *sixty_nine_sessions())
     seen, url = [], "/conversations"
     while url:
         html = web.get(url, headers={"HX-Request": "true"} if seen else {}).get_data(as_text=True)
@@ -123,6 +129,47 @@ def test_conversations_page_to_the_end_with_search_and_filters(web):
     page = web.get("/conversations").get_data(as_text=True)
     assert 'state-running">running<' in page and 'state-ended">ended<' in page
     assert web.get("/conversations?state=sleeping").status_code == 400
+
+
+def test_the_conversations_api_pages_to_the_end_with_search_and_the_pages_filters(web):
+    from test_openapi import check
+
+    spec = web.get("/api/v1/openapi.json").get_json()
+    post(web, *sixty_nine_sessions())
+
+    def listed(query, **changes):
+        """Every page of the answer, checked against the document: the ids, in order, and the pages' sizes."""
+        ids, sizes, cursor = [], [], None
+        while True:
+            answer = web.get("/api/v1/conversations", query_string={**query, **({"cursor": cursor} if cursor else {})})
+            check(spec, answer, "/api/v1/conversations", "get")
+            assert answer.status_code == 200, answer.get_json()
+            body = answer.get_json()
+            ids += [c["id"] for c in body["items"]]
+            sizes.append(len(body["items"]))
+            if not (cursor := body["next_cursor"]):
+                return ids, sizes
+
+    def every(step, start=0):
+        return [f"s-{i:02d}" for i in range(start, 69, step)]
+
+    assert listed({"limit": "20"}) == (every(1), [20, 20, 20, 9])  # to the end, newest first, each once
+    assert listed({})[1] == [20, 20, 20, 9]  # the default page
+    assert listed({"q": "number7"})[0] == ["s-07"]
+    assert listed({"project": "api", "limit": "10"}) == (every(2), [10, 10, 10, 5])
+    assert listed({"person": "ADA", "limit": "7"})[0] == every(3)
+    assert listed({"failed": "true"})[0] == every(5)
+    assert listed({"state": "running"})[0] == ["s-00"]
+    assert listed({"state": "ended", "failed": "true"})[0] == every(5, 5)
+    assert listed({"type": "claude.tool.*", "project": "web"})[0] == []  # the failed Bash events carry no project
+    assert listed({"type": "claude.tool.*"})[0] == every(5)  # any feed filter: one of its events matches
+    first = web.get("/api/v1/conversations?limit=1").get_json()["items"][0]
+    assert first["id"] == "s-00" and first["state"] == "running" and first["first_prompt"] == "fix bug number0"
+    for bad, field in (("state=sleeping", "state"), ("failed=yes", "failed"), ("cursor=nonsense", "cursor"),
+                       ("limit=101", "limit"), ("colour=red", "colour"), ("person=" + "x" * 201, "person")):
+        answer = web.get(f"/api/v1/conversations?{bad}")
+        check(spec, answer, "/api/v1/conversations", "get")
+        assert answer.status_code == 400 and answer.get_json()["error"]["details"][0]["field"] == field, bad
 
 
 def test_saved_views_are_each_persons_own(app, client, make_user):

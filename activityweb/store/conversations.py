@@ -2,13 +2,13 @@
 and the starts a Claude Code finish pairs with."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..filters import ActivityFilter
+from ..filters import ActivityFilter, ConversationQuery
 from ..models import utcnow
 from ..timeline import ENDING_TYPES, RUNNING_IDLE, ConversationSummary, Timeline
 from .filtering import apply_filter
@@ -114,19 +114,6 @@ def conversation_names(tenant_id: int, ids) -> dict[str, str]:
     return names
 
 
-@dataclass(frozen=True)
-class ConversationQuery:
-    """What the conversations page asks for: words in any of a conversation's
-    events, its project, a person in it, only those with failures, and
-    whether it is running or ended (see `ConversationSummary.state`)."""
-
-    q: str = ""
-    project: str = ""
-    person: str = ""
-    failed: bool = False
-    state: str = ""  # "", "running" or "ended"
-
-
 @dataclass
 class ConversationPage:
     items: list[ConversationSummary]
@@ -135,8 +122,9 @@ class ConversationPage:
 
 
 def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int = 50,
-                       after: tuple[datetime, str] | None = None) -> ConversationPage:
-    """One keyset page of conversations, the most recently active first, to the very end.
+                       after: tuple[datetime, str] | None = None, reader=None) -> ConversationPage:
+    """One keyset page of conversations, the most recently active first, to the very end
+    (`reader`: whose read state a `read` filter in `query.events` means).
 
     Groups the tenant's conversation events (`ix_activities_conversation`
     serves the grouping) and filters the groups; the page's first prompts
@@ -163,10 +151,11 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
     )
     if in_these is not None:
         select = select.where(in_these)
-    if query.q:
+    events = replace(query.events, q=query.q) if query.q else query.events
+    if not events.is_empty():  # one of its events matches
         matching = apply_filter(sa.select(c.conversation_id).where(c.tenant_id == tenant_id,
                                                                    c.conversation_id.is_not(None)),
-                                ActivityFilter(q=query.q))
+                                events, reader)
         select = select.where(c.conversation_id.in_(matching))
     if query.project:
         select = select.having(sa.func.max(c.project) == query.project)
