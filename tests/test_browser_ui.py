@@ -14,7 +14,7 @@ import requests
 
 from activityweb import auth, store
 from activityweb.demo import demo_events
-from activityweb.filters import ActivityFilter
+from activityweb.filters import ActivityFilter, ConversationQuery
 from activityweb.models import utcnow
 from activityweb.rules import manage
 from conftest import event
@@ -37,7 +37,7 @@ def seeded(sqlite_local_app, serve):
         # Fewer than the replay limit (sockets.REPLAY_LIMIT): loaded within the replay overlap of the
         # first page, more would (rightly) have it say "many events arrived while this page was away".
         store.bulk_load(tenant.id, demo_events(450, days=3, seed=16, now=utcnow() - timedelta(hours=1)))
-        conversation = store.recent_conversations(tenant.id, ActivityFilter(), limit=1)[0].id
+        conversation = store.list_conversations(tenant.id, ConversationQuery(), limit=1).items[0].id
         some_event = store.list_activities(tenant.id, ActivityFilter(), limit=1).items[0]["id"]
         channel, _ = manage.create_channel(tenant.id, {"name": "ops-hook", "kind": "webhook",
                                                        "target": "http://127.0.0.1:9/hook"})
