@@ -142,6 +142,19 @@ def test_every_page_fits_a_phone_passes_axe_and_is_photographed(seeded, open_pag
     assert failures == []
 
 
+def test_every_page_fits_the_narrowest_phone(seeded, open_page):
+    """The layout holds from 360 px up (what scrolls sideways inside its panel, a chart or a row of actions, may)."""
+    page = open_page({"width": 360, "height": 740})
+    wide = {}
+    for name, (path, first) in pages(seeded).items():
+        page.goto(seeded.url + path)
+        page.wait_for_selector(first)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 360:
+            wide[name] = width
+    assert wide == {}
+
+
 def test_the_theme_follows_the_system_and_the_toggle_is_remembered(seeded, open_page):
     page = open_page(DESKTOP, "dark")
     page.goto(seeded.url + "/")
