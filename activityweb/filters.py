@@ -443,3 +443,45 @@ def parse_stream_args(args, last_event_id: str | None = None) -> tuple[ActivityF
             raise InvalidQuery("Last-Event-ID", "is not an event id")
         since_id = last_event_id.strip()
     return parse_filter(rest), since_id
+
+
+# ------------------------------------------------------------ conversations
+CONVERSATION_STATES = ("running", "ended")
+CONVERSATION_KEYS = frozenset({"person", "failed", "state"})
+
+
+@dataclass(frozen=True)
+class ConversationQuery:
+    """What the conversations page and API ask for: words in any of a
+    conversation's events, its project, a person in it, only those with
+    failures, whether it is running or ended (`ConversationSummary.state`),
+    and (the API) any feed filter one of its events must match."""
+
+    q: str = ""
+    project: str = ""
+    person: str = ""
+    failed: bool = False
+    state: str = ""  # "", "running" or "ended"
+    events: ActivityFilter = ActivityFilter()
+
+
+def parse_conversation_query(args, events: ActivityFilter | None = None) -> ConversationQuery:
+    """The query from URL arguments. The API hands in its feed filter as
+    `events` (q and project are among the feed's filters there)."""
+    def text(name: str) -> str:
+        value = args.get(name, "").strip()
+        if len(value) > (MAX_SEARCH_CHARS if name == "q" else MAX_VALUE_CHARS):
+            raise InvalidQuery(name, f"at most {MAX_SEARCH_CHARS if name == 'q' else MAX_VALUE_CHARS} characters")
+        if "\x00" in value:
+            raise InvalidQuery(name, "must not contain the NUL character")
+        return value
+
+    state, failed = text("state"), text("failed")
+    if state and state not in CONVERSATION_STATES:
+        raise InvalidQuery("state", "is running or ended")
+    if failed not in ("", "true", "false"):
+        raise InvalidQuery("failed", "is true or false")
+    if events is not None:
+        return ConversationQuery(person=text("person"), failed=failed == "true", state=state, events=events)
+    return ConversationQuery(q=text("q"), project=text("project"), person=text("person"), failed=failed == "true",
+                             state=state)

@@ -174,12 +174,19 @@ def next_cursor(page) -> str | None:
     return encode_cursor(page.next_after) if page.next_after else None
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def any_key(key) -> bool:
+    """A conversation id as a cursor's tie-breaker: any text an event may carry."""
+    return isinstance(key, str) and 0 < len(key) <= 1000
+
+
+def decode_cursor(cursor: str, valid_key=is_uuid) -> tuple[datetime, str]:
+    """A position `encode_cursor` made: a time and the key that breaks ties
+    (an event id; `valid_key=any_key`: a conversation id, any text)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         moment, activity_id = json.loads(raw)
         moment = datetime.fromisoformat(moment)
-        if moment.tzinfo is None or not is_uuid(activity_id):
+        if moment.tzinfo is None or not valid_key(activity_id):
             raise ValueError
         moment = in_time_range("cursor", moment)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
@@ -187,7 +194,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return moment, activity_id
 
 
-def parse_cursor(args) -> tuple[datetime, str] | None:
+def parse_cursor(args, valid_key=is_uuid) -> tuple[datetime, str] | None:
     """The `cursor` a client sent back, as a keyset position."""
     raw = args.get("cursor", "").strip()
-    return decode_cursor(raw) if raw else None
+    return decode_cursor(raw, valid_key) if raw else None

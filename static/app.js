@@ -86,10 +86,24 @@
   });
 
   // --- Unread ---------------------------------------------------------------------
-  // Events arriving live are unread by everyone: the unread socket sends their
-  // ids and the header's count adds those it has not counted yet. Marking
-  // read answers with a fresh count, swapped in by id.
+  // The count is of feed rows: a tool call's start and outcome are one row.
+  // Events arriving live are unread by everyone: the unread socket sends the
+  // rows they take (call-… or activity-…) and the header's count adds the
+  // rows it has not counted yet. A count from the server (the page's, or a
+  // fresh one after marking read) names the running calls it includes
+  // (data-running-calls), so their outcome arriving adds nothing.
   var counted = new Set();
+
+  function seedCounted(link) {
+    if (!link) return;
+    counted.forEach(function (row) { if (row.indexOf("call-") === 0) counted.delete(row); });
+    (link.dataset.runningCalls || "").split(" ").forEach(function (row) { if (row) counted.add(row); });
+  }
+  seedCounted(document.getElementById("unread-count"));
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var target = evt.detail.target;
+    if (target && target.id === "unread-count") seedCounted(document.getElementById("unread-count"));
+  });
 
   function showUnread(link, count) {
     link.dataset.count = count;
@@ -103,9 +117,9 @@
     evt.detail.shouldSwap = false;
     var link = document.getElementById("unread-count");
     var added = 0;
-    (evt.detail.fragment.firstElementChild.dataset.ids || "").split(" ").forEach(function (id) {
-      if (!id || counted.has(id)) return;
-      counted.add(id);
+    (evt.detail.fragment.firstElementChild.dataset.rows || "").split(" ").forEach(function (row) {
+      if (!row || counted.has(row)) return;
+      counted.add(row);
       added += 1;
     });
     if (link && added) showUnread(link, Number(link.dataset.count) + added);

@@ -14,9 +14,11 @@ import requests
 
 from activityweb import auth, store
 from activityweb.demo import demo_events
-from activityweb.filters import ActivityFilter
+from activityweb.filters import ActivityFilter, ConversationQuery
 from activityweb.models import utcnow
+from activityweb.rules import manage
 from conftest import event
+from test_browser_sessions import hook
 
 pytestmark = pytest.mark.browser
 
@@ -28,16 +30,31 @@ DESKTOP = {"width": 1440, "height": 900}
 
 @pytest.fixture
 def seeded(sqlite_local_app, serve):
+    sqlite_local_app.config["RULES_EGRESS_ALLOW"] = ["127.0.0.1"]
     with sqlite_local_app.app_context():
         tenant = store.get_or_create_tenant("default")
         # Ending an hour ago: the demo's sessions run on past `now`, and a page should not open on the future.
         # Fewer than the replay limit (sockets.REPLAY_LIMIT): loaded within the replay overlap of the
         # first page, more would (rightly) have it say "many events arrived while this page was away".
         store.bulk_load(tenant.id, demo_events(450, days=3, seed=16, now=utcnow() - timedelta(hours=1)))
-        conversation = store.recent_conversations(tenant.id, ActivityFilter(), limit=1)[0].id
+        conversation = store.list_conversations(tenant.id, ConversationQuery(), limit=1).items[0].id
         some_event = store.list_activities(tenant.id, ActivityFilter(), limit=1).items[0]["id"]
+        channel, _ = manage.create_channel(tenant.id, {"name": "ops-hook", "kind": "webhook",
+                                                       "target": "http://127.0.0.1:9/hook"})
+        rule = manage.save_rule(tenant.id, {"name": "Deploys failing", "filter": "type=deployment.*&status=failed",
+                                            "condition": "count", "threshold": 2, "window_seconds": 600,
+                                            "channel_id": channel.id})
+        rule_id, channel_id = rule.id, channel.id
     server = serve(sqlite_local_app)
     server.conversation, server.some_event = conversation, some_event
+    server.rule, server.channel = rule_id, channel_id
+    # A session waiting on a person (Needs you) and one running a tool (a lane on /sessions).
+    hook(server, "UserPromptSubmit", "s-waiting", 30)
+    hook(server, "PreToolUse", "s-waiting", 20, tool_use_id="toolu_waiting")
+    hook(server, "Notification.permission_prompt", "s-waiting", 6)
+    hook(server, "SessionStart", "s-running", 90)
+    hook(server, "UserPromptSubmit", "s-running", 80, prompt="paginate the users endpoint")
+    hook(server, "PreToolUse", "s-running", 5, tool_use_id="toolu_running")
     return server
 
 
@@ -82,6 +99,11 @@ def pages(server):
         "activity": (f"/activities/{server.some_event}", ".detail h1"),
         "stats": ("/stats", ".stat-card"),
         "tokens": ("/settings/tokens", ".tokens"),
+        "needs-you": ("/needs-you", "#waiting-s-waiting"),
+        "sessions": ("/sessions", "#running-lanes > li.lane"),
+        "rules": ("/settings/rules", "#new-rule"),
+        "rule": (f"/settings/rules/{server.rule}", "h1"),
+        "channel": (f"/settings/rules/channels/{server.channel}", "h1"),
         "login": ("/login", "form.stacked-form"),
     }
 
@@ -118,6 +140,19 @@ def test_every_page_fits_a_phone_passes_axe_and_is_photographed(seeded, open_pag
                 failures.append(f"{name}: h1 count, main, nav, skip link = {landmarks}")
             failures += [f"{name} {size} {scheme}: {v}" for v in axe_serious(page)]
     assert failures == []
+
+
+def test_every_page_fits_the_narrowest_phone(seeded, open_page):
+    """The layout holds from 360 px up (what scrolls sideways inside its panel, a chart or a row of actions, may)."""
+    page = open_page({"width": 360, "height": 740})
+    wide = {}
+    for name, (path, first) in pages(seeded).items():
+        page.goto(seeded.url + path)
+        page.wait_for_selector(first)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 360:
+            wide[name] = width
+    assert wide == {}
 
 
 def test_the_theme_follows_the_system_and_the_toggle_is_remembered(seeded, open_page):
@@ -162,6 +197,40 @@ def test_a_tool_call_is_one_row_that_turns_from_running_to_done_live(seeded, ope
     assert page.locator(f"#{row_id} .status-running").count() == 0
     assert "2.3 s" in page.text_content(f"#{row_id}")
     assert page.locator(f"#feed-items li.event[data-id='{start['id']}']").count() == 0  # one row, not two
+
+
+def test_a_tool_call_arriving_live_adds_one_unread_row(seeded, open_page):
+    page = open_page()
+    page.goto(seeded.url + "/")  # a first visit: unread counts from here
+    live(page)
+    page.wait_for_selector("#unread-live[data-state=open]")
+    assert page.get_attribute("#unread-count", "data-count") == "0"
+
+    def call(call_id, status):
+        return event(type="claude.tool.started" if status == "started" else "claude.tool.completed",
+                     title="Bash: make", status=status, entity_type="tool", entity_id="Bash",
+                     correlation_id=call_id, source="claude_code")
+
+    def changes_to(expected, before):
+        page.wait_for_selector(f"#unread-count:not([data-count='{before}'])")
+        assert page.get_attribute("#unread-count", "data-count") == expected
+
+    post(seeded, call("toolu_unread_1", "started"))
+    changes_to("1", "0")
+    # The outcome and a deploy in one batch: the call's row is counted already, the deploy is new.
+    post(seeded, call("toolu_unread_1", "success"), event(title="a deploy"))
+    changes_to("2", "1")
+    # A running call the page was rendered with: the server's count names it, its outcome adds nothing.
+    post(seeded, call("toolu_unread_2", "started"))
+    changes_to("3", "2")
+    page.reload()
+    live(page)
+    page.wait_for_selector("#unread-live[data-state=open]")
+    assert page.get_attribute("#unread-count", "data-count") == "3"
+    assert page.get_attribute("#unread-count", "data-running-calls").startswith("call-")
+    post(seeded, call("toolu_unread_2", "success"), event(title="another deploy"))
+    changes_to("4", "3")
+    assert page.title().startswith("(4) ")
 
 
 def test_back_after_loading_three_pages_shows_three_pages(seeded, open_page):

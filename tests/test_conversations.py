@@ -116,7 +116,7 @@ def test_recent_conversations_newest_first_with_their_facts(client, headers, ses
     assert [c["id"] for c in items] == ["chat-1", SESSION]
     assert items[0] == {"id": "chat-1", "first_prompt": "Hello there", "event_count": 2,
                         "started_at": "2026-11-21T09:00:00.000000Z", "last_at": "2026-11-21T09:00:03.000000Z",
-                        "span_ms": 3000, "failures": 1, "project": None, "usage": None}
+                        "span_ms": 3000, "failures": 1, "project": None, "state": "ended", "usage": None}
     assert items[1]["event_count"] == 13 and items[1]["first_prompt"].startswith("Add pagination")
     # The feed's filters choose among them; limit bounds them.
     assert [c["id"] for c in client.get("/api/v1/conversations?project=billing-api",
@@ -128,7 +128,7 @@ def test_recent_conversations_newest_first_with_their_facts(client, headers, ses
 def test_conversations_belong_to_their_tenant(client, headers, make_token, session):
     other = make_token("globex", "ingest,read")
     assert client.get(f"/api/v1/conversations/{session}", headers=other).status_code == 404
-    assert client.get("/api/v1/conversations", headers=other).get_json() == {"items": []}
+    assert client.get("/api/v1/conversations", headers=other).get_json() == {"items": [], "next_cursor": None}
     assert client.get("/api/v1/conversations/nope", headers=headers).status_code == 404
     assert client.get("/api/v1/conversations").status_code == 401
 

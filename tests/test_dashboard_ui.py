@@ -87,7 +87,9 @@ def test_load_more_keeps_the_depth_in_the_url_and_day_headers_divide_days(web):
     assert headers[0][1] == "Today" and len({day for day, _ in headers}) == len(headers) >= 2
 
 
-def test_conversations_page_to_the_end_with_search_and_filters(web):
+def sixty_nine_sessions():
+    """s-00 (newest) to s-68, an hour apart: projects api/web alternate, Ada is in every third,
+    every fifth failed, all but s-00 ended."""
     events = []
     for i in range(69):
         session = f"s-{i:02d}"
@@ -101,7 +103,11 @@ def test_conversations_page_to_the_end_with_search_and_filters(web):
         if i > 0:
             events.append(event(type="claude.session.ended", title="Session ended", conversation_id=session,
                                 occurred_at=(at + timedelta(seconds=9)).isoformat()))
-    post(web, *events)
+    return events
+
+
+def test_conversations_page_to_the_end_with_search_and_filters(web):
+    post(web, *sixty_nine_sessions())
     seen, url = [], "/conversations"
     while url:
         html = web.get(url, headers={"HX-Request": "true"} if seen else {}).get_data(as_text=True)
@@ -123,6 +129,47 @@ def test_conversations_page_to_the_end_with_search_and_filters(web):
     page = web.get("/conversations").get_data(as_text=True)
     assert 'state-running">running<' in page and 'state-ended">ended<' in page
     assert web.get("/conversations?state=sleeping").status_code == 400
+
+
+def test_the_conversations_api_pages_to_the_end_with_search_and_the_pages_filters(web):
+    from test_openapi import check
+
+    spec = web.get("/api/v1/openapi.json").get_json()
+    post(web, *sixty_nine_sessions())
+
+    def listed(query, **changes):
+        """Every page of the answer, checked against the document: the ids, in order, and the pages' sizes."""
+        ids, sizes, cursor = [], [], None
+        while True:
+            answer = web.get("/api/v1/conversations", query_string={**query, **({"cursor": cursor} if cursor else {})})
+            check(spec, answer, "/api/v1/conversations", "get")
+            assert answer.status_code == 200, answer.get_json()
+            body = answer.get_json()
+            ids += [c["id"] for c in body["items"]]
+            sizes.append(len(body["items"]))
+            if not (cursor := body["next_cursor"]):
+                return ids, sizes
+
+    def every(step, start=0):
+        return [f"s-{i:02d}" for i in range(start, 69, step)]
+
+    assert listed({"limit": "20"}) == (every(1), [20, 20, 20, 9])  # to the end, newest first, each once
+    assert listed({})[1] == [20, 20, 20, 9]  # the default page
+    assert listed({"q": "number7"})[0] == ["s-07"]
+    assert listed({"project": "api", "limit": "10"}) == (every(2), [10, 10, 10, 5])
+    assert listed({"person": "ADA", "limit": "7"})[0] == every(3)
+    assert listed({"failed": "true"})[0] == every(5)
+    assert listed({"state": "running"})[0] == ["s-00"]
+    assert listed({"state": "ended", "failed": "true"})[0] == every(5, 5)
+    assert listed({"type": "claude.tool.*", "project": "web"})[0] == []  # the failed Bash events carry no project
+    assert listed({"type": "claude.tool.*"})[0] == every(5)  # any feed filter: one of its events matches
+    first = web.get("/api/v1/conversations?limit=1").get_json()["items"][0]
+    assert first["id"] == "s-00" and first["state"] == "running" and first["first_prompt"] == "fix bug number0"
+    for bad, field in (("state=sleeping", "state"), ("failed=yes", "failed"), ("cursor=nonsense", "cursor"),
+                       ("limit=101", "limit"), ("colour=red", "colour"), ("person=" + "x" * 201, "person")):
+        answer = web.get(f"/api/v1/conversations?{bad}")
+        check(spec, answer, "/api/v1/conversations", "get")
+        assert answer.status_code == 400 and answer.get_json()["error"]["details"][0]["field"] == field, bad
 
 
 def test_saved_views_are_each_persons_own(app, client, make_user):
@@ -172,7 +219,37 @@ def test_reading_a_tool_calls_row_reads_both_its_events(web):
     web.get("/")  # a first visit: unread counts from here
     start, done = post(web, *tool_call("toolu_read", NOW - timedelta(minutes=2)))
     page = web.get("/").get_data(as_text=True)
-    assert re.search(r'data-count="2"', page)  # two events, one row
+    assert re.search(r'id="unread-count"[^>]*data-count="1"', page)  # two events, one row
     token = csrf_from(page)
     marked = web.post(f"/activities/{done['id']}/read", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert marked.status_code == 200 and 'data-count="0"' in marked.get_data(as_text=True)
+
+
+def unread_header(html):
+    """The header's unread count and the running calls it names."""
+    found = re.search(r'id="unread-count"[^>]*data-count="(\d+)"[^>]*data-running-calls="([^"]*)"', html)
+    return int(found[1]), found[2].split()
+
+
+def test_the_unread_count_counts_rows_a_tool_call_once(web):
+    web.get("/")  # a first visit: unread counts from here
+    [start] = post(web, *tool_call("toolu_count", NOW - timedelta(minutes=3), finished=False))
+    html = web.get("/").get_data(as_text=True)
+    [(row, _)] = rows(html)
+    assert unread_header(html) == (1, [row])  # running: its start is the row, and the page is told so
+    post(web, event(type="claude.tool.completed", title="Bash: npm test", entity_type="tool", entity_id="Bash",
+                    status="success", correlation_id="toolu_count", occurred_at=(NOW - timedelta(minutes=2)).isoformat()))
+    post(web, event(title="a deploy"))
+    html = web.get("/").get_data(as_text=True)
+    assert unread_header(html) == (2, [])  # the call (one row, done) and the deploy
+    # A permission asked mid-call is a row of its own.
+    post(web, event(type="claude.permission.requested", title="Bash: rm", entity_type="tool", status="waiting",
+                    correlation_id="toolu_count"))
+    assert unread_header(web.get("/").get_data(as_text=True))[0] == 3
+    # The API's count is the same count.
+    assert web.post("/api/v1/activities/read-all?type=no.such.*").get_json()["unread_count"] == 3
+    # The live path sends rows: a start and its outcome take one.
+    from activityweb.web.present import row_id
+    from activityweb import store
+    with web.application.test_request_context("/"):
+        assert row_id(store.get_activity(1, start["id"])) == row

@@ -4,9 +4,9 @@ from flask import g, jsonify, request
 from .. import store
 from ..auth import require
 from ..errors import found
-from ..filters import parse_filter
+from ..filters import CONVERSATION_KEYS, parse_conversation_query, parse_filter
 from ..schemas import parse_limit
-from ..serialize import activity_json, iso
+from ..serialize import activity_json, any_key, encode_cursor, iso, parse_cursor
 from ..timeline import ConversationSummary, Step
 from . import bp
 
@@ -14,10 +14,14 @@ from . import bp
 @bp.get("/conversations")
 @require("read")
 def list_conversations():
-    flt = parse_filter(request.args)
-    found = store.recent_conversations(g.principal.tenant_id, flt, limit=parse_limit(request.args, 20, 100),
-                                      reader=store.reader_of(g.principal))
-    return jsonify({"items": [summary_json(s) for s in found]})
+    """A keyset page of conversations, the most recently active first: the
+    page's question (person, failed, state) and any feed filter one of their
+    events matches (q and project among them)."""
+    query = parse_conversation_query(request.args, events=parse_filter(request.args, extra_keys=CONVERSATION_KEYS))
+    page = store.list_conversations(g.principal.tenant_id, query, limit=parse_limit(request.args, 20, 100),
+                                    after=parse_cursor(request.args, any_key), reader=store.reader_of(g.principal))
+    return jsonify({"items": [summary_json(s) for s in page.items],
+                    "next_cursor": encode_cursor(page.next_after) if page.next_after else None})
 
 
 @bp.get("/conversations/<conversation_id>")
@@ -36,7 +40,7 @@ def get_conversation(conversation_id: str):
 def summary_json(summary: ConversationSummary) -> dict:
     return {"id": summary.id, "first_prompt": summary.first_prompt, "event_count": summary.event_count,
             "started_at": iso(summary.started_at), "last_at": iso(summary.last_at), "span_ms": summary.span_ms,
-            "failures": summary.failures, "project": summary.project,
+            "failures": summary.failures, "project": summary.project, "state": summary.state,
             "usage": summary.usage.as_json() if summary.usage else None}
 
 

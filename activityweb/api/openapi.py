@@ -51,6 +51,16 @@ PAGE_PARAMETERS = [
 ]
 
 
+CONVERSATION_PARAMETERS = [
+    {"name": "person", "in": "query", "description": "Someone in the conversation: an event's `actor_id` or "
+     "`actor_name`, case-insensitive.", "schema": {"type": "string", "maxLength": 200}},
+    {"name": "failed", "in": "query", "description": "`true`: only conversations with a failed event.",
+     "schema": {"type": "string", "enum": ["true", "false"]}},
+    {"name": "state", "in": "query", "description": "`running` or `ended` (see `state` in the answer).",
+     "schema": {"type": "string", "enum": ["running", "ended"]}},
+]
+
+
 def components() -> dict:
     activity_in = ActivityIn.model_json_schema(ref_template="#/components/schemas/{model}")
     activity_out = ActivityOut.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -310,7 +320,8 @@ def insight_schemas() -> dict:
     nullable_text = {"type": ["string", "null"]}
     summary = {
         "type": "object",
-        "required": ["id", "first_prompt", "event_count", "started_at", "last_at", "span_ms", "failures", "project"],
+        "required": ["id", "first_prompt", "event_count", "started_at", "last_at", "span_ms", "failures", "project",
+                     "state"],
         "additionalProperties": False,
         "properties": {
             "id": {"type": "string"},
@@ -321,6 +332,8 @@ def insight_schemas() -> dict:
             "span_ms": {"type": "integer", "description": "From the first event to the last."},
             "failures": {"type": "integer", "description": "Events with status `failed`."},
             "project": nullable_text,
+            "state": {"type": "string", "enum": ["running", "ended"],
+                      "description": "`ended` once a `claude.session.ended` event came or after 30 minutes idle."},
         },
     }
     return {
@@ -331,13 +344,16 @@ def insight_schemas() -> dict:
                 "id": {"type": "string"},
                 "read": {"type": "boolean"},
                 "unread_count": {"type": "integer",
-                                 "description": "Events this token has not read, counted up to 1,000."},
+                                 "description": "Feed rows this token has not read, counted up to 1,000: a tool "
+                                                "call's start and outcome (same correlation id) are one row."},
             },
         },
         **_stats_schemas(),
         "ConversationList": {
-            "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")}},
+            "type": "object", "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": _ref("ConversationSummary")},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "Pass as `cursor` for the next page; null on the last."}},
         },
         "ConversationStep": {
             "type": "object",
@@ -433,13 +449,15 @@ def insight_paths() -> dict:
         },
         "/api/v1/conversations": {
             "get": {
-                "summary": "Recently active conversations and sessions, newest first",
-                "description": "Conversations among the events the filters match (a Claude Code session is one), "
-                "each with its first prompt, event count, span and failures over all of its events.",
+                "summary": "Conversations and sessions, the most recently active first, paged to the end",
+                "description": "Conversations (a Claude Code session is one) with at least one event the feed "
+                "filters match (`q` searches their events, `project` is theirs), narrowed by `person`, `failed` and "
+                "`state`; each with its first prompt, event count, span, failures and state over all of its events. "
+                "Ordered by their newest event (then id, descending); `next_cursor` pages on to the end.",
                 "operationId": "listConversations",
-                "parameters": filter_parameters() + [
+                "parameters": filter_parameters() + CONVERSATION_PARAMETERS + [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
-                                                                "default": 20}}],
+                                                                "default": 20}}, PAGE_PARAMETERS[1]],
                 "responses": {"200": _json(_ref("ConversationList"), "Conversations"), **_errors(400, 401, 403, 429)},
             }
         },

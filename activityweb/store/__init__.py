@@ -42,13 +42,13 @@ from .conversations import (
     conversation_timeline,
     list_conversations,
     occurred_times,
-    recent_conversations,
 )
 from .database import applied_migrations, dialect, init_app, release
 from .feed import Page, count_activities, get_activity, list_activities, stream_activities
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
-from .reading import UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading, unread_count
+from .reading import (UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading,
+                      unread_count, unread_running_calls)
 from . import replay
 from .rollups import rebuild as rebuild_rollups
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
@@ -65,8 +65,8 @@ __all__ = [
     "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects",
     "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_call_read", "mark_read", "occurred_times",
-    "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "recent_conversations", "release",
+    "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "release",
     "replay", "start_reading",
     "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max",
-    "take_secret", "stream_activities", "unread_count", "write_activities",
+    "take_secret", "stream_activities", "unread_count", "unread_running_calls", "write_activities",
 ]

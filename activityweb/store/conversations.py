@@ -2,13 +2,13 @@
 and the starts a Claude Code finish pairs with."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..filters import ActivityFilter
+from ..filters import ConversationQuery
 from ..models import utcnow
 from ..timeline import ENDING_TYPES, RUNNING_IDLE, ConversationSummary, Timeline
 from .filtering import apply_filter
@@ -18,8 +18,8 @@ from .usage import session_usage
 
 # The most events one timeline shows; a longer conversation says so.
 CONVERSATION_MAX_EVENTS = 5000
-# How many of the newest conversation events `recent_conversations` reads to
-# find the most recently active conversations.
+# How many of the newest conversation events `list_conversations` reads to
+# find the most recently active conversations without grouping them all.
 RECENT_CONVERSATION_SCAN = 10_000
 
 
@@ -61,43 +61,6 @@ def conversation_timeline(tenant_id: int, conversation_id: str) -> Timeline | No
     return Timeline.of(conversation_id, events, truncated).with_usage(usage)
 
 
-def recent_conversations(tenant_id: int, flt: ActivityFilter, limit: int = 20,
-                         reader=None) -> list[ConversationSummary]:
-    """The conversations most recently active among the events `flt` matches,
-    newest first, each summarised over all of its events (`reader`: whose
-    read state a `read` filter means).
-
-    Finds them among the newest RECENT_CONVERSATION_SCAN matching events (a
-    bounded read of the feed index) rather than grouping the whole table.
-    """
-    c = activities.c
-    newest = apply_filter(
-        sa.select(c.conversation_id, c.occurred_at).where(c.tenant_id == tenant_id, c.conversation_id.is_not(None)),
-        flt, reader,
-    ).order_by(*FEED_ORDER).limit(RECENT_CONVERSATION_SCAN).subquery()
-    ids = [row[0] for row in db.session.execute(
-        sa.select(newest.c.conversation_id).group_by(newest.c.conversation_id)
-        .order_by(sa.func.max(newest.c.occurred_at).desc()).limit(limit)
-    )]
-    if not ids:
-        return []
-    in_these = sa.and_(c.tenant_id == tenant_id, c.conversation_id.in_(ids))
-    totals = db.session.execute(
-        sa.select(c.conversation_id, sa.func.count(), sa.func.min(c.occurred_at), sa.func.max(c.occurred_at),
-                  sa.func.count().filter(c.status == "failed"), sa.func.max(c.project))
-        .where(in_these).group_by(c.conversation_id)
-    ).all()
-    prompts = conversation_names(tenant_id, ids)
-    by_id = {
-        row[0]: ConversationSummary(*row, first_prompt=prompts.get(row[0]))
-        for row in totals
-    }
-    for conversation_id, usage in session_usage(tenant_id, by_id).items():
-        by_id[conversation_id].usage = usage
-    return [by_id[i] for i in ids if i in by_id]
-
-
-
 def conversation_names(tenant_id: int, ids) -> dict[str, str]:
     """The first prompt of each of these conversations that has one: what a person calls it."""
     ids = [i for i in ids if i]
@@ -114,19 +77,6 @@ def conversation_names(tenant_id: int, ids) -> dict[str, str]:
     return names
 
 
-@dataclass(frozen=True)
-class ConversationQuery:
-    """What the conversations page asks for: words in any of a conversation's
-    events, its project, a person in it, only those with failures, and
-    whether it is running or ended (see `ConversationSummary.state`)."""
-
-    q: str = ""
-    project: str = ""
-    person: str = ""
-    failed: bool = False
-    state: str = ""  # "", "running" or "ended"
-
-
 @dataclass
 class ConversationPage:
     items: list[ConversationSummary]
@@ -135,8 +85,9 @@ class ConversationPage:
 
 
 def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int = 50,
-                       after: tuple[datetime, str] | None = None) -> ConversationPage:
-    """One keyset page of conversations, the most recently active first, to the very end.
+                       after: tuple[datetime, str] | None = None, reader=None) -> ConversationPage:
+    """One keyset page of conversations, the most recently active first, to the very end
+    (`reader`: whose read state a `read` filter in `query.events` means).
 
     Groups the tenant's conversation events (`ix_activities_conversation`
     serves the grouping) and filters the groups; the page's first prompts
@@ -163,10 +114,11 @@ def list_conversations(tenant_id: int, query: ConversationQuery, *, limit: int =
     )
     if in_these is not None:
         select = select.where(in_these)
-    if query.q:
+    events = replace(query.events, q=query.q) if query.q else query.events
+    if not events.is_empty():  # one of its events matches
         matching = apply_filter(sa.select(c.conversation_id).where(c.tenant_id == tenant_id,
                                                                    c.conversation_id.is_not(None)),
-                                ActivityFilter(q=query.q))
+                                events, reader)
         select = select.where(c.conversation_id.in_(matching))
     if query.project:
         select = select.having(sa.func.max(c.project) == query.project)

@@ -99,12 +99,48 @@ def start_reading(reader: Reader) -> None:
     reader.cursor_moved()
 
 
+# The count is of rows as the feed shows them: a tool call's start and its
+# outcome are one row, the outcome's once it has come (web/present.py,
+# `feed_rows`), so a start with an outcome is not counted; a running call is
+# its start. Statuses that are no outcome: timeline.NOT_AN_OUTCOME.
+_NOT_AN_OUTCOME = ("started", "waiting")
+
+
+def _tool_start():
+    c = activities.c
+    return sa.and_(c.entity_type == "tool", c.status == "started", c.correlation_id.is_not(None))
+
+
+def _has_outcome():
+    """The start's call has an outcome (served by ix_activities_correlation)."""
+    c, outcome = activities.c, activities.alias("outcome").c
+    return sa.exists().where(outcome.tenant_id == c.tenant_id, outcome.correlation_id == c.correlation_id,
+                             outcome.source == c.source, outcome.entity_type == "tool",
+                             outcome.status.not_in(_NOT_AN_OUTCOME))
+
+
 def unread_count(reader: Reader) -> int:
-    """How many events the reader has not read, up to UNREAD_COUNT_CAP + 1."""
-    unread = sa.select(activities.c.id).where(activities.c.tenant_id == reader.tenant_id, reader.unread())
+    """How many feed rows the reader has not read, up to UNREAD_COUNT_CAP + 1
+    (a tool call counts once; see above)."""
+    c = activities.c
+    unread = sa.select(c.id).where(c.tenant_id == reader.tenant_id, reader.unread(),
+                                   sa.not_(sa.and_(_tool_start(), _has_outcome())))
     return db.session.execute(
         sa.select(sa.func.count()).select_from(unread.limit(UNREAD_COUNT_CAP + 1).subquery())
     ).scalar_one()
+
+
+def unread_running_calls(reader: Reader, limit: int = 200) -> list[dict]:
+    """The newest tool calls still running whose start the reader has not
+    read: counted by `unread_count` already, so their outcome arriving live
+    adds no row (the page keeps these and counts by row)."""
+    c = activities.c
+    rows = db.session.execute(
+        sa.select(c.source, c.correlation_id, c.entity_type, c.status)
+        .where(c.tenant_id == reader.tenant_id, _tool_start(), reader.unread(), ~_has_outcome())
+        .order_by(c.id.desc()).limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
 
 
 def _upsert(table):

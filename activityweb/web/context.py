@@ -13,7 +13,7 @@ from flask import g, request
 
 from .. import live, store
 from . import bp
-from .reading import web_reader
+from .reading import unread_state, web_reader
 
 
 @bp.app_context_processor
@@ -37,5 +37,5 @@ def _unread_badge() -> dict:
     """The header's unread count, and the receive point after which its
     socket counts arrivals (taken after the count: an event it misses is
     one too few, never one counted twice)."""
-    count = store.unread_count(web_reader())
-    return {"count": count, "since": live.position_now()}
+    state = unread_state(web_reader())
+    return {"count": state["unread_count"], "running_calls": state["running_calls"], "since": live.position_now()}

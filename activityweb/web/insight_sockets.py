@@ -14,6 +14,7 @@ from .. import live, store
 from ..auth import web_principal
 from ..extensions import sock
 from ..filters import ActivityFilter
+from .present import row_id
 from .sockets import follow_page
 
 bp = Blueprint("insight_sockets", __name__)
@@ -42,6 +43,7 @@ def conversation_socket(ws, conversation_id: str):
 @sock.route("/unread/ws", bp=bp)
 def unread_socket(ws):
     """An event that arrives is unread by every reader, so each batch goes to
-    every page as the same fragment of ids; the page adds them to its count."""
-    follow_page(ws, ActivityFilter(), lambda d: render_template("reading/_arrived.html", ids=[e["id"] for e in d]),
+    every page as the same fragment of the rows it takes (`present.row_id`:
+    a tool call's two events, one row); the page adds the rows it has not counted."""
+    follow_page(ws, ActivityFilter(), lambda d: render_template("reading/_arrived.html", rows=[row_id(e) for e in d]),
                 "unread")

@@ -23,6 +23,14 @@ def web_reader() -> store.Reader:
     return g.web_reader
 
 
+def unread_state(reader: store.Reader) -> dict:
+    """The header's unread count (of feed rows) and the running calls among
+    them: their outcome, arriving live, takes the same row and adds nothing
+    (reading/_unread.html hands both to the page)."""
+    return {"unread_count": store.unread_count(reader),
+            "running_calls": [call_key(a) for a in store.unread_running_calls(reader)]}
+
+
 def read_row(reader: store.Reader, activity_id: str) -> dict | None:
     """Mark an event read, and with a tool call's row, the call's other event too."""
     activity = store.mark_read(reader, activity_id)
@@ -37,7 +45,7 @@ def mark_read(activity_id: str):
     activity = read_row(reader, activity_id)
     if activity is None:
         abort(404, "No such activity in this tenant.")
-    return render_template("reading/_marked.html", a=activity, unread=False, unread_count=store.unread_count(reader))
+    return render_template("reading/_marked.html", a=activity, unread=False, **unread_state(reader))
 
 
 @bp.post("/read-all")
@@ -49,5 +57,5 @@ def mark_all_read():
     store.mark_all_read(reader, flt, up_to)
     if not request.headers.get("HX-Request"):
         return redirect(feed_url(flt))
-    body = render_template("reading/_unread.html", unread_count=store.unread_count(reader), oob=True)
+    body = render_template("reading/_unread.html", oob=True, **unread_state(reader))
     return body, {"HX-Trigger": json.dumps({"activityweb:read-all": {"upTo": up_to or ""}})}
