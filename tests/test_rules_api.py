@@ -228,3 +228,15 @@ def test_rules_answers_match_the_openapi_document(client, make_token):
     check(spec, client.post(f"{R}/channels", json={"name": "c", "kind": "slack", "target": "http://10.1.1.1/"},
                             headers=admin), "/api/v1/rules/channels", "post")
     check(spec, client.post("/api/v1/activities/test", headers=admin), "/api/v1/activities/test", "post")
+
+
+def test_an_id_beyond_the_database_integer_is_a_404_not_a_500(client, make_token, make_user):
+    """Found by `make fuzz`: ids past PostgreSQL's INTEGER overflowed the query."""
+    admin = make_token("acme", "admin")
+    huge = 3220523073083708416
+    for method, path in [("delete", f"{R}/channels/{huge}"), ("get", f"{R}/channels/{huge}/deliveries"),
+                         ("post", f"{R}/channels/{huge}/resume"), ("post", f"{R}/channels/{huge}/test"),
+                         ("get", f"{R}/{huge}"), ("delete", f"{R}/{huge}")]:
+        answer = getattr(client, method)(path, headers=admin)
+        assert answer.status_code in (404, 405), (method, path, answer.status_code)  # no such route
+        assert answer.get_json()["error"]["code"]
