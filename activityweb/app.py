@@ -6,6 +6,7 @@ import secrets
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from . import live, security, store
 from .api import bp as api_bp
@@ -34,6 +35,14 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
+class RowId(IntegerConverter):
+    """`<id:name>`: a row id in a URL. A number past PostgreSQL's INTEGER is
+    no row of ours, so it matches no route (404) instead of overflowing the query."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=0, max=2**31 - 1)
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(
         "activityweb",
@@ -59,6 +68,8 @@ def create_app(config: dict | None = None) -> Flask:
     sock.init_app(app)
     live.init_app(app)
 
+    # Before the blueprints: their routes bind converters when they register.
+    app.url_map.converters["id"] = RowId
     app.register_blueprint(api_bp)
     app.register_blueprint(activity_socket_bp)
     app.register_blueprint(health_bp)

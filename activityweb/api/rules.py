@@ -41,7 +41,7 @@ def create_rule():
     return jsonify(manage.rule_json(manage.save_rule(g.principal.tenant_id, _body()))), 201
 
 
-@bp.get("/rules/<int(max=2147483647):rule_id>")
+@bp.get("/rules/<id:rule_id>")
 @require("admin")
 def get_rule(rule_id: int):
     rule = _rule(rule_id)
@@ -49,13 +49,13 @@ def get_rule(rule_id: int):
     return jsonify({**manage.rule_json(rule), "recent_firings": [manage.firing_json(m) for m in firings]})
 
 
-@bp.put("/rules/<int(max=2147483647):rule_id>")
+@bp.put("/rules/<id:rule_id>")
 @require("admin")
 def replace_rule(rule_id: int):
     return jsonify(manage.rule_json(manage.save_rule(g.principal.tenant_id, _body(), _rule(rule_id))))
 
 
-@bp.delete("/rules/<int(max=2147483647):rule_id>")
+@bp.delete("/rules/<id:rule_id>")
 @require("admin")
 def delete_rule(rule_id: int):
     _rule(rule_id)
@@ -76,7 +76,7 @@ def create_channel():
     return jsonify({**manage.channel_json(channel), "secret": secret}), 201, {"Cache-Control": "no-store"}
 
 
-@bp.delete("/rules/channels/<int(max=2147483647):channel_id>")
+@bp.delete("/rules/channels/<id:channel_id>")
 @require("admin")
 def delete_channel(channel_id: int):
     _channel(channel_id)
@@ -84,7 +84,7 @@ def delete_channel(channel_id: int):
     return "", 204
 
 
-@bp.get("/rules/channels/<int(max=2147483647):channel_id>/deliveries")
+@bp.get("/rules/channels/<id:channel_id>/deliveries")
 @require("admin")
 def channel_deliveries(channel_id: int):
     channel = _channel(channel_id)
@@ -92,13 +92,13 @@ def channel_deliveries(channel_id: int):
     return jsonify({"channel": manage.channel_json(channel), "items": [manage.attempt_json(a) for a in log]})
 
 
-@bp.post("/rules/channels/<int(max=2147483647):channel_id>/test")
+@bp.post("/rules/channels/<id:channel_id>/test")
 @require("admin")
 def test_channel(channel_id: int):
     return jsonify(manage.result_json(manage.test_channel(g.principal.tenant_slug, _channel(channel_id))))
 
 
-@bp.post("/rules/channels/<int(max=2147483647):channel_id>/resume")
+@bp.post("/rules/channels/<id:channel_id>/resume")
 @require("admin")
 def resume_channel(channel_id: int):
     _channel(channel_id)

@@ -97,7 +97,7 @@ def create_token():
     return redirect(url_for("account.tokens"), 303)
 
 
-@bp.post("/settings/tokens/<int(max=2147483647):token_id>/revoke")  # an id beyond INTEGER is no token
+@bp.post("/settings/tokens/<id:token_id>/revoke")  # an id beyond INTEGER is no token
 def revoke_token(token_id: int):
     principal = auth.web_principal()
     auth.require_admin(principal)

@@ -82,7 +82,7 @@ def create_rule():
     return redirect(url_for("web.rule_page", rule_id=rule.id))
 
 
-@bp.get("/settings/rules/<int(max=2147483647):rule_id>")
+@bp.get("/settings/rules/<id:rule_id>")
 def rule_page(rule_id: int):
     principal = _admin()
     rule = store_rules.get_rule(principal.tenant_id, rule_id) or abort(404, "No such rule in this tenant.")
@@ -91,7 +91,7 @@ def rule_page(rule_id: int):
                            firings=outbox.recent_firings(principal.tenant_id, rule_id=rule.id, limit=50))
 
 
-@bp.post("/settings/rules/<int(max=2147483647):rule_id>/delete")
+@bp.post("/settings/rules/<id:rule_id>/delete")
 def delete_rule(rule_id: int):
     principal = _admin()
     if not store_rules.delete_rule(principal.tenant_id, rule_id):
@@ -116,7 +116,7 @@ def create_channel():
     return redirect(url_for("web.channel_page", channel_id=channel.id))
 
 
-@bp.get("/settings/rules/channels/<int(max=2147483647):channel_id>")
+@bp.get("/settings/rules/channels/<id:channel_id>")
 def channel_page(channel_id: int):
     principal = _admin()
     channel = store_rules.get_channel(principal.tenant_id, channel_id) or abort(404, "No such channel.")
@@ -126,7 +126,7 @@ def channel_page(channel_id: int):
                            pending=outbox.pending_count(channel.id))
 
 
-@bp.post("/settings/rules/channels/<int(max=2147483647):channel_id>/test")
+@bp.post("/settings/rules/channels/<id:channel_id>/test")
 def test_channel(channel_id: int):
     principal = _admin()
     channel = store_rules.get_channel(principal.tenant_id, channel_id) or abort(404, "No such channel.")
@@ -134,7 +134,7 @@ def test_channel(channel_id: int):
     return render_template("settings/_rules_test_result.html", result=manage.result_json(result))
 
 
-@bp.post("/settings/rules/channels/<int(max=2147483647):channel_id>/resume")
+@bp.post("/settings/rules/channels/<id:channel_id>/resume")
 def resume_channel(channel_id: int):
     principal = _admin()
     if store_rules.resume_channel(principal.tenant_id, channel_id) is None:
@@ -143,7 +143,7 @@ def resume_channel(channel_id: int):
     return redirect(url_for("web.channel_page", channel_id=channel_id))
 
 
-@bp.post("/settings/rules/channels/<int(max=2147483647):channel_id>/delete")
+@bp.post("/settings/rules/channels/<id:channel_id>/delete")
 def delete_channel(channel_id: int):
     principal = _admin()
     if not store_rules.delete_channel(principal.tenant_id, channel_id):

@@ -34,7 +34,7 @@ def save_view():
     return redirect(feed_url(flt), 303)
 
 
-@bp.post("/views/<int(max=2147483647):view_id>/delete")
+@bp.post("/views/<id:view_id>/delete")
 def delete_view(view_id: int):
     reader = web_reader()
     if not store.delete_view(reader.tenant_id, reader.key, view_id):
