@@ -1,7 +1,6 @@
 """The grouped feed (`?group=day`): similar events of a day in one row, the option kept in the URL."""
 import re
 
-import pytest
 
 from activityweb import store
 from activityweb.auth import local_principal
@@ -9,17 +8,9 @@ from activityweb.filters import ActivityFilter
 from activityweb.grouping import group_key
 from activityweb.web.grouped import grouped_live_message
 from conftest import csrf_from, event, sign_in
+from test_web import post, web  # noqa: F401  (web is a fixture)
 
 
-@pytest.fixture
-def web(local_app):
-    return local_app.test_client()
-
-
-def post(client, *events):
-    response = client.post("/api/v1/activities", json=list(events))
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["items"]
 
 
 def endpoint_added(i, **fields):
