@@ -221,8 +221,6 @@ _PG_INSERT = (
 BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
 
 
-
-
 def _insert_rows(conn, rows: list[dict]) -> set[str]:
     """Insert rows, skipping idempotency-key conflicts; returns the ids inserted."""
     if conn.dialect.name != "postgresql":
