@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import threading
 import time
+from typing import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
@@ -234,6 +235,25 @@ def web_principal() -> Principal:
             raise SignInRequired()
         g.web_principal = principal
     return g.web_principal
+
+
+def still_allowed(principal: Principal) -> Callable[[], bool]:
+    """For a stream that outlives its handshake: a check that the principal
+    still holds, asked now and then by the stream loop. A session ends with
+    a sign-out (its version moves on) or a removed membership; a token when
+    it is revoked (seen within the token cache's few seconds)."""
+    if principal.local:
+        return lambda: True
+    if principal.token_id is not None:
+        secret = bearer_secret()
+        return lambda: principal_for_token(secret) is not None if secret else False
+    user_id, version = principal.user_id, session.get("session_version")
+
+    def signed_in() -> bool:
+        row = accounts.membership(user_id, principal.tenant_id)
+        return row is not None and row[3] == version
+
+    return signed_in
 
 
 def require_admin(principal: Principal) -> None:

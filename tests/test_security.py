@@ -1,12 +1,14 @@
 """The security model: sessions, CSRF, roles, tokens page, rate limits,
 headers, production settings."""
+import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import PASSWORD, TEST_KEY_PREFIX, csrf_from, event, make_app, sign_in, teardown_app
@@ -350,6 +352,62 @@ def test_feed_socket_needs_a_session(server, app, make_user):
         connect(f"{server.ws_url}/feed/ws", origin="https://evil.example", additional_headers={"Cookie": cookie},
                 open_timeout=5)
     assert refused.value.response.status_code == 403
+
+
+def signed_in_cookie(server, email):
+    session = requests.Session()
+    page = session.get(server.url + "/login").text
+    session.post(server.url + "/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_from(page)})
+    return session, "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+
+
+def test_signing_out_ends_the_open_feed_sockets(server, app, make_user):
+    app.config["LIVE_RECHECK_SECONDS"] = 0.2
+    make_user("out@example.com")
+    session, cookie = signed_in_cookie(server, "out@example.com")
+    _, other_cookie = signed_in_cookie(server, "out@example.com")  # the same user in another browser
+    with connect(f"{server.ws_url}/feed/ws", origin=server.url, additional_headers={"Cookie": cookie},
+                 open_timeout=5) as ws, \
+            connect(f"{server.ws_url}/feed/ws", origin=server.url, additional_headers={"Cookie": other_cookie},
+                    open_timeout=5) as other:
+        ws.send('{"since": null}')
+        other.send('{"since": null}')
+        time.sleep(0.5)  # both sockets outlive a re-check while signed in
+        assert ws.close_code is None and other.close_code is None
+        page = session.get(server.url + "/").text
+        assert session.post(server.url + "/logout", data={"csrf_token": csrf_from(page)}).status_code in (200, 302)
+        for socket_ in (ws, other):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    socket_.recv(timeout=5)
+            assert socket_.close_code == 1008  # policy: the htmx ws extension does not reconnect
+
+
+def test_revoking_a_token_ends_its_streams(server, app):
+    from activityweb import auth, store
+
+    app.config["LIVE_RECHECK_SECONDS"] = 0.2
+    with app.app_context():
+        token, secret = auth.create_token(store.get_or_create_tenant("acme"), "stream", ["read"])
+        token_id = token.id
+    headers = {"Authorization": f"Bearer {secret}"}
+    with connect(f"{server.ws_url}/ws", additional_headers=headers, open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "position"
+        stream = requests.get(server.url + "/api/v1/activities/stream", headers=headers, stream=True, timeout=10)
+        assert stream.status_code == 200
+        time.sleep(0.5)
+        assert ws.close_code is None
+        with app.app_context():
+            auth.revoke_token(token_id)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        assert ws.close_code == 1008
+        # The SSE stream ends (EventSource's reconnect then gets a 401).
+        body = b"".join(stream.iter_content(chunk_size=None))
+        assert time.monotonic() - started < 10 and b"retry:" in body
+    assert requests.get(server.url + "/api/v1/activities/stream", headers=headers, timeout=5).status_code == 401
 
 
 def test_streams_refuse_a_foreign_origin(server, auth_headers):

@@ -14,7 +14,7 @@ import json
 from flask import Blueprint, Response, g, request, stream_with_context
 
 from .. import live
-from ..auth import authenticate_api, check_origin
+from ..auth import authenticate_api, check_origin, still_allowed
 from ..errors import ApiError, InvalidQuery
 from ..extensions import sock
 from ..filters import parse_stream_args
@@ -65,7 +65,8 @@ def activity_stream():
     check_origin()  # as the socket guard does
     flt, since = stream_request(request.headers.get("Last-Event-ID"))
     reader = live.Reader(principal.tenant_id, flt, since)
-    return Response(stream_with_context(live.sse_stream(reader, _sse, _sse_reset, KEEPALIVE_SECONDS)),
+    stream = live.sse_stream(reader, _sse, _sse_reset, KEEPALIVE_SECONDS, allowed=still_allowed(principal))
+    return Response(stream_with_context(stream),
                     mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -103,4 +104,4 @@ def activity_socket(ws):
 
     tenant_id, flt, since = g.principal.tenant_id, g.stream_filter, g.stream_since
     live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), render, ("json", slug), render_reset,
-                      render_position=render_position)
+                      render_position=render_position, allowed=still_allowed(g.principal))

@@ -39,11 +39,16 @@ REPLAY_PAGE = 500
 # A waiting owner is woken when its client goes; this only bounds the wait.
 IDLE_SECONDS = 15.0
 CLOSE_TRY_AGAIN = 1013
+CLOSE_POLICY = 1008  # the htmx ws extension does not reconnect after it
 CLOSE_SERVICE_RESTART = 1012
 
 
 class SlowConsumer(Exception):
     """A reader fell a whole queue behind; its client should reconnect and resume."""
+
+
+class Revoked(Exception):
+    """The stream's sign-in or token no longer holds: it ends, and is not resumed."""
 
 
 class Reset:
@@ -170,10 +175,15 @@ class Reader:
         self.subscription.unsubscribe()
 
 
-def deliveries(reader: Reader, *, stopping: threading.Event, idle: float = IDLE_SECONDS) -> Iterator:
+def deliveries(reader: Reader, *, stopping: threading.Event, idle: float = IDLE_SECONDS,
+               allowed: Callable[[], bool] | None = None) -> Iterator:
     """The stream loop: a `Reset` or the replay, then each batch as it comes;
     `IDLE` when there was nothing (the caller checks its client). Ends when
-    the server stops; raises SlowConsumer."""
+    the server stops; raises SlowConsumer, and Revoked once `allowed()` (asked
+    every LIVE_RECHECK_SECONDS) says the client's sign-in has ended."""
+    recheck = current_app.config["LIVE_RECHECK_SECONDS"]
+    idle = min(idle, recheck)
+    checked = time.monotonic()
     if reader.reset is not None:
         yield reader.reset
     else:
@@ -189,6 +199,14 @@ def deliveries(reader: Reader, *, stopping: threading.Event, idle: float = IDLE_
             raise SlowConsumer()
         if stopping.is_set():
             return
+        if allowed is not None and time.monotonic() - checked >= recheck:
+            checked = time.monotonic()
+            try:
+                still = allowed()
+            finally:
+                store.release()
+            if not still:
+                raise Revoked()
         if not batches:
             yield IDLE
             continue
@@ -359,7 +377,7 @@ def _wake_when_closed(ws, subscription: Subscription) -> None:
 
 def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delivery], str | list[str]], render_key,
                  render_reset: Callable[[Reset], str], *, render_position: Callable[[Position], str] | None = None,
-                 direct: bool = True) -> None:
+                 direct: bool = True, allowed: Callable[[], bool] | None = None) -> None:
     """Stream to a WebSocket until the client goes or the server stops.
 
     `open_reader()` makes the client's Reader (it reads the database: if the
@@ -372,6 +390,8 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
     render shares a `render_key` share the renderings (and framed bytes) of
     a batch. `direct=False` keeps the fan-out from writing to this socket:
     for a render that reads the database, which the fan-out must not do.
+    `allowed()` is asked now and then whether the client's sign-in or token
+    still holds; once it does not, the socket closes with 1008.
     """
     try:
         reader = open_reader()
@@ -392,7 +412,7 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
     framed = framed_with(lambda d: frames(render(d)))
 
     try:
-        for item in deliveries(reader, stopping=stopping):
+        for item in deliveries(reader, stopping=stopping, allowed=allowed):
             if not ws.connected:
                 return
             sock.flush()
@@ -412,6 +432,8 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
             close(ws, CLOSE_SERVICE_RESTART, "server restarting; reconnect")
     except SlowConsumer:
         close(ws, CLOSE_TRY_AGAIN, "fell behind; reconnect")
+    except Revoked:
+        close(ws, CLOSE_POLICY, "signed out or token revoked")
     except DBAPIError:  # the replay could not be read: the client resumes later
         close(ws, CLOSE_TRY_AGAIN, "database unavailable; reconnect")
     except OSError:
@@ -449,14 +471,15 @@ def _direct_writer(sock: _SerialSocket, reader: Reader, render_key, frame):
 
 
 def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: Callable[[Reset], str],
-               keepalive: float) -> Iterator[str]:
+               keepalive: float, allowed: Callable[[], bool] | None = None) -> Iterator[str]:
     """The text of an event stream: the same loop, ended cleanly when the
-    server stops (EventSource then reconnects with Last-Event-ID)."""
+    server stops (EventSource then reconnects with Last-Event-ID), or when
+    `allowed()` says the token was revoked (the reconnect then gets a 401)."""
     stopping = current_app.extensions["activityweb.stopping"]
     last = time.monotonic()
     try:
         yield "retry: 2000\n\n"
-        for item in deliveries(reader, stopping=stopping, idle=keepalive):
+        for item in deliveries(reader, stopping=stopping, idle=keepalive, allowed=allowed):
             if item is CAUGHT_UP:
                 # An id without data sets EventSource's Last-Event-ID and fires
                 # nothing: a client that reconnects before any event resumes here.
@@ -471,7 +494,7 @@ def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: 
                 text = render_reset(item) if isinstance(item, Reset) else render(item)
             last = time.monotonic()
             yield text
-    except SlowConsumer:
-        return  # ending the response makes EventSource reconnect and resume
+    except (SlowConsumer, Revoked):
+        return  # ending the response makes EventSource reconnect (and resume, or be refused)
     finally:
         reader.close()

@@ -19,7 +19,7 @@ import json
 from flask import Blueprint, g, request
 
 from .. import live
-from ..auth import web_principal
+from ..auth import still_allowed, web_principal
 from ..errors import InvalidQuery
 from ..extensions import sock
 from ..filters import parse_filter
@@ -67,7 +67,7 @@ def follow_page(ws, flt, render, render_key, *, direct: bool = True) -> None:
     since = hello_since(ws)
     tenant_id = g.principal.tenant_id
     live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), lambda d: positioned(render(d), d.end),
-                      render_key, reset_message, direct=direct)
+                      render_key, reset_message, direct=direct, allowed=still_allowed(g.principal))
 
 
 @sock.route("/feed/ws", bp=bp)
