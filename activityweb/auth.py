@@ -10,10 +10,10 @@ import hashlib
 import secrets
 import threading
 import time
-from typing import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
+from typing import Callable
 
 from flask import abort, current_app, g, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -245,8 +245,8 @@ def still_allowed(principal: Principal) -> Callable[[], bool]:
     if principal.local:
         return lambda: True
     if principal.token_id is not None:
-        secret = bearer_secret()
-        return lambda: principal_for_token(secret) is not None if secret else False
+        secret = bearer_secret()  # a token principal comes from this request's bearer secret
+        return lambda: principal_for_token(secret) is not None
     user_id, version = principal.user_id, session.get("session_version")
 
     def signed_in() -> bool:

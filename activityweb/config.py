@@ -100,7 +100,7 @@ def from_env() -> dict:
         "LIVE_STUCK_SECONDS": 10.0,
         # How often an open live stream checks that its sign-in or token still
         # holds: a sign-out, a revoked token or a removed membership ends it.
-        "LIVE_RECHECK_SECONDS": float(os.environ.get("ACTIVITYWEB_LIVE_RECHECK_SECONDS", "15")),
+        "LIVE_RECHECK_SECONDS": env_int("ACTIVITYWEB_LIVE_RECHECK_SECONDS", 15),
         # Host names this server answers to (a DNS-rebinding page reaches us
         # under its own name); the host of ACTIVITYWEB_PUBLIC_URL is added.
         "ALLOWED_HOSTS": env_list("ALLOWED_HOSTS", LOOPBACK_HOSTS),
