@@ -2,8 +2,10 @@
 
 A 7.8 MB body with 260,000 keys took 4.5 s of CPU, and with gevent that froze
 every request on the worker. Now such a body is cut before it is walked: the
-test measures the worker's CPU for it on a real gunicorn, and a concurrent
-/healthz must answer within 100 ms meanwhile.
+test measures the worker's CPU for it on a real gunicorn beside what a plain
+`json.loads` of the same body costs in the same run (a ratio, because this
+shared machine's speed drifts up to 2x between days; the old walk was 40x the
+parse), and a concurrent /healthz must answer within 100 ms meanwhile.
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ while True:
     print(started, time.monotonic() - started, flush=True)
     time.sleep(0.002)
 """
-CPU_BOUND = 0.050  # seconds of the worker's CPU for one accepted body (issue 12)
+# The worker may spend on one accepted body at most this share of what parsing
+# the whole body costs: less than a parse means it was cut before the walk.
+PARSE_SHARE_BOUND = 1.0
 
 
 def many_keys(n: int = 260_000) -> bytes:
@@ -84,7 +88,7 @@ def test_a_lone_surrogate_in_a_hook_body_is_stored_replaced(client, auth_headers
 
 
 @pytest.mark.server
-def test_the_260k_key_body_costs_under_50ms_of_cpu_while_healthz_answers(tmp_path, request):
+def test_the_260k_key_body_costs_less_cpu_than_parsing_it_while_healthz_answers(tmp_path, request):
     app = make_app("sqlite", tmp_path, request)
     try:
         from activityweb import auth, store
@@ -113,8 +117,10 @@ def test_the_260k_key_body_costs_under_50ms_of_cpu_while_healthz_answers(tmp_pat
             assert session.post(url, data=body, headers=headers, timeout=30).status_code in (200, 201)
             costs.append(round(cpu() - before, 3))  # whole milliseconds: the kernel counts 10 ms ticks
         # The kernel counts CPU in 10 ms ticks; the cheapest of three runs is the body's own cost.
-        print(f"worker CPU per 7.8 MB body: {[round(c * 1000) for c in costs]} ms")
-        assert min(costs) <= CPU_BOUND, f"worker CPU per body: {costs}"
+        parse = min(parse_cpu(body) for _ in range(3))
+        print(f"worker CPU per 7.8 MB body: {[round(c * 1000) for c in costs]} ms; "
+              f"json.loads of it here: {parse * 1000:.0f} ms")
+        assert min(costs) <= PARSE_SHARE_BOUND * parse, f"worker CPU per body: {costs}, a parse: {parse:.3f}"
 
         # The pinger is a process of its own, so this process's sending of the
         # bodies (and its GIL) cannot delay the pings it times. Best of three
@@ -133,6 +139,13 @@ def test_the_260k_key_body_costs_under_50ms_of_cpu_while_healthz_answers(tmp_pat
                       f"(slowest during the posts, best of 3: {slowest * 1000:.0f} ms)")
         return
     assert slowest < 0.100, f"slowest /healthz during the posts (best of 3): {slowest * 1000:.0f} ms"
+
+
+def parse_cpu(body: bytes) -> float:
+    """This process's CPU seconds for one plain `json.loads` of `body`: the ceiling of the same run."""
+    started = time.process_time()
+    json.loads(body)
+    return time.process_time() - started
 
 
 def ping_while_posting(base, session, url, body, headers):
