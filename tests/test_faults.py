@@ -78,6 +78,39 @@ def test_database_away_is_a_503_with_retry_after_on_every_kind_of_request(proxie
     assert browser.get("/").status_code == 200
 
 
+def test_a_cut_under_a_tenant_with_rules_is_a_503_and_its_rules_fire_after(proxied_app):
+    """A tenant with rules writes through psycopg pipelines (BEGIN with the
+    INSERT; counts, totals and firings together): a connection cut under them
+    must still answer 503, not 500, and the next connection must work."""
+    proxy, app = proxied_app
+    from activityweb import auth, store
+    from activityweb.rules.conditions import parse_rule
+    from activityweb.store import outbox
+    from activityweb.store import rules as store_rules
+
+    with app.app_context():
+        tenant = store.get_or_create_tenant("acme").id
+        _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest"])
+        store_rules.save_rule(tenant, parse_rule({"name": "each", "condition": "every", "filter": "type=deploy.*"}))
+        store_rules.save_rule(tenant, parse_rule({"name": "many", "condition": "count", "threshold": 2,
+                                                  "window_seconds": 600, "filter": "type=deploy.*"}))
+    headers = {"Authorization": f"Bearer {secret}"}
+    client = app.test_client()
+    # The rules are read (and cached) with the first batch, so the cut falls on the pipelines themselves.
+    assert client.post("/api/v1/activities", json=event(type="deploy.ok", source_id="before"),
+                       headers=headers).status_code == 201
+    proxy.cut()
+    for body in (event(type="deploy.ok", source_id="s1"), [event(type="deploy.ok", source_id=f"b{i}") for i in range(3)]):
+        response = client.post("/api/v1/activities", json=body, headers=headers)
+        assert unavailable(response), (response.status_code, response.get_data(as_text=True)[:300])
+    proxy.restore()
+    wait_for(lambda: client.post("/api/v1/activities", json=event(type="deploy.ok", source_id="s1"),
+                                 headers=headers).status_code == 201, what="ingest to come back")
+    with app.app_context():
+        reasons = sorted(f["reason"] for f in outbox.recent_firings(tenant))
+    assert reasons[0].startswith("2 matching events") and reasons[1:] == ["a matching event"] * 2
+
+
 # --------------------------------------------- a 10 s cut on a real gunicorn
 
 CUT_SECONDS = 10.0

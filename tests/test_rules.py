@@ -258,7 +258,7 @@ def test_rule_evaluation_never_fails_ingest(rules_app, tenant, monkeypatch):
     def broken(*args):
         raise RuntimeError("the rules are broken")
 
-    monkeypatch.setattr(firing, "_count_and_total", broken)
+    monkeypatch.setattr(firing, "_count_and_fire", broken)
     [stored] = post(rules_app, event(title="still stored"))
     assert not stored.duplicate and stored.activity["title"] == "still stored"
 

@@ -78,8 +78,36 @@ def test_a_failed_evaluation_rolls_back_nothing_of_the_batch(rules_app, tenant, 
     def broken(*args):
         raise RuntimeError("the rules are broken")
 
-    monkeypatch.setattr(firing, "_write_firings", broken)
+    monkeypatch.setattr(firing, "_fire", broken)
     write_concurrently(rules_app, tenant, [[{"type": "x.y", "title": f"kept {b}"}] for b in range(3)])
     with rules_app.app_context():
         assert store.count_activities(tenant) == 3
     assert firings(rules_app, tenant) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_statement_the_database_refuses_in_the_pipeline_keeps_the_batch(rules_app, tenant):
+    """The counts, totals and every-match firings go to PostgreSQL as one
+    pipeline: a statement in it that the server fails (here a trigger raising
+    on the counters) must roll back to the events alone, not lose them."""
+    import sqlalchemy as sa
+
+    from activityweb.extensions import db
+
+    every = add_rule(rules_app, tenant, condition="every", filter="type=deploy.failed")
+    add_rule(rules_app, tenant, name="count", condition="count", threshold=1, window_seconds=600,
+             filter="type=deploy.failed")
+    with rules_app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("CREATE FUNCTION refuse_counts() RETURNS trigger LANGUAGE plpgsql AS "
+                                 "$$ BEGIN RAISE EXCEPTION 'counters refused'; END $$"))
+            conn.execute(sa.text("CREATE TRIGGER refuse_counts BEFORE INSERT OR UPDATE ON rule_counters "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse_counts()"))
+    write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": f"kept {b}"}] for b in range(3)])
+    with rules_app.app_context():
+        assert store.count_activities(tenant) == 3
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER refuse_counts ON rule_counters"))
+    assert firings(rules_app, tenant, every) == []  # its claim was in the pipeline that failed
+    write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "after"}]])
+    assert len(firings(rules_app, tenant, every)) == 1  # the connections went on working

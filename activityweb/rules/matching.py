@@ -23,13 +23,36 @@ class BatchIndex:
         self._epoch: list[int] | None = None
         self._buckets: dict[int, list[int]] = {}
         self._failed: list[bool] | None = None
+        self._metrics: dict[str, list[float]] = {}
 
     @property
     def epoch(self) -> list[int]:
         """Each event's occurred_at in whole epoch seconds (windows and buckets compare these)."""
         if self._epoch is None:
             self._epoch = [int(e["occurred_at"].timestamp()) for e in self.events]
+            self.oldest, self.newest = min(self._epoch, default=0), max(self._epoch, default=0)
         return self._epoch
+
+    def since(self, positions: list[int], start: int) -> list[int]:
+        """The positions whose event occurred at `start` or later (a batch of
+        live events usually all did: then the list is returned as it is)."""
+        epoch = self.epoch
+        if self.oldest >= start:
+            return positions
+        return [p for p in positions if epoch[p] >= start]
+
+    def one_bucket(self, size: int) -> int | None:
+        """The bucket of `size` seconds every event of the batch falls in, if there is one."""
+        self.epoch
+        first = self.oldest // size * size
+        return first if self.newest // size * size == first else None
+
+    def metric(self, metric) -> list[float]:
+        """Each event's value of a `conditions.Metric`, read once per batch."""
+        found = self._metrics.get(metric.name)
+        if found is None:
+            found = self._metrics[metric.name] = [metric.of(e) for e in self.events]
+        return found
 
     def by(self, column: str) -> dict:
         found = self._by.get(column)
@@ -39,7 +62,6 @@ class BatchIndex:
                 found.setdefault(event.get(column), []).append(position)
             self._by[column] = found
         return found
-
 
     def buckets(self, size: int) -> list[int]:
         """Each event's counting bucket of `size` seconds (its start, in epoch seconds)."""

@@ -5,6 +5,7 @@ module sets the engine up and says which database it is.
 """
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import sqlalchemy as sa
@@ -44,6 +45,29 @@ def init_app(app) -> None:
 
 def dialect() -> str:
     return db.engine.dialect.name
+
+
+@contextlib.contextmanager
+def pipeline(conn: sa.Connection):
+    """psycopg's pipeline on a SQLAlchemy connection (PostgreSQL): statements
+    executed on the yielded psycopg connection are sent together and waited
+    for once, when the block ends; read their cursors after it.
+
+    On ingest's path a wait costs more than a small statement does. Errors come
+    out as SQLAlchemy's, as from `conn.execute`, and a connection found dead is
+    invalidated, so a database that is away still answers 503 (errors.py) and
+    its connection does not go back to the pool."""
+    raw = conn.connection.dbapi_connection
+    error = type(raw).Error
+    try:
+        with raw.pipeline():
+            yield raw
+    except error as exc:
+        gone = conn.dialect.is_disconnect(exc, raw, None)
+        if gone:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(None, None, exc, error, connection_invalidated=gone,
+                                         dialect=conn.dialect) from exc
 
 
 def release() -> None:

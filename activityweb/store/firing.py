@@ -26,19 +26,21 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from ..extensions import db
 from ..models import utcnow
 from ..rules.conditions import METRICS, Window, window_reason
 from ..rules.matching import BatchIndex, matching
 from ..serialize import activity_json
-from .outbox import claim_and_enqueue_pg, enqueue, firing_payload
-from .rules import LiveRule, counters_table, ingest_rules, rules_table
+from .database import pipeline
 from .filtering import apply_filter
+from .outbox import CLAIM_AND_ENQUEUE_PG, claim_and_enqueue_params, claim_and_enqueue_pg, enqueue, firing_payload
+from .rules import LiveRule, counters_table, ingest_rules, rules_table
 from .tables import activities, public
 
 log = logging.getLogger(__name__)
+FIRING_EVENTS = 10  # the matches a firing carries to its receiver, newest first
 
 
 @dataclass
@@ -47,29 +49,28 @@ class Firing:
     reason: str
     events: list[dict]
     count: int
-    since: datetime | None = None  # a windowed rule's: where its window starts
+    since: datetime | None = None  # a windowed rule's window start, when the batch holds too few of its matches
 
 
 def insert_firing_rules(conn, rows: list[dict], insert) -> set[str]:
-    """Ingest's hook: `insert(conn, rows)` (returning the ids it stored), then
-    the rules of the rows it stored, in the insert's own transaction.
+    """Ingest's hook: `insert(conn, rows, begin=)` (returning the ids it
+    stored), then the rules of the rows it stored, in the insert's own transaction.
 
     So firings, counts and cool-down claims commit with the events or not at
     all: no commit of their own, and no moment where events are stored but
     their rules not yet evaluated. SQLite's connection is in a transaction
     already; PostgreSQL's runs in autocommit (an insert alone is one round
     trip), so a transaction is begun only when the batch's tenants have
-    ingest-time rules. A fault in evaluating is logged and never fails the
-    ingest it rides on: on PostgreSQL the transaction is rolled back and the
-    rows inserted alone."""
+    ingest-time rules (`begin=True`: the insert opens it, in its own round
+    trip). A fault in evaluating is logged and never fails the ingest it
+    rides on: on PostgreSQL the transaction is rolled back and the rows
+    inserted alone."""
     tenants = {row["tenant_id"] for row in rows}
     if not rows or not any(ingest_rules(conn, t) for t in tenants):
         return insert(conn, rows)
     own_transaction = conn.dialect.name == "postgresql"
-    if own_transaction:
-        conn.exec_driver_sql("BEGIN")
     try:
-        inserted = insert(conn, rows)
+        inserted = insert(conn, rows, begin=own_transaction)
     except BaseException:
         if own_transaction:
             with contextlib.suppress(Exception):  # the insert's own error is the one to report
@@ -110,32 +111,65 @@ def _fire_rules(conn, rows: list[dict]) -> int:
                     firings.extend(_every(rule, [events[p] for p in matched]))
                 continue
             # Windowed rules count even while cooling down: the window after it must be whole.
-            since = int(now.timestamp()) - rule.window_seconds
-            epoch = index.epoch
-            recent = [p for p in matching(rule.flt, index) if epoch[p] >= since]
+            recent = index.since(matching(rule.flt, index), int(now.timestamp()) - rule.window_seconds)
             if recent:  # late arrivals from before the window change nothing
                 counted.append((rule, index, recent))
     if not counted and not firings:
         return 0
-    firings = _decide(conn, counted, firings, now)
-    return _write_firings(conn, firings, now) if firings else 0
+    deciding = [(rule, index, recent) for rule, index, recent in counted if not rule.cooling(now)]
+    # This batch alone can be enough for a count rule: then its window need not be read.
+    asks = [rule for rule, _, recent in deciding if not (rule.condition == "count" and len(recent) >= rule.threshold)]
+    totals, fired = _count_and_fire(conn, counted, asks, firings, now)
+    windowed = []
+    for rule, index, recent in deciding:
+        window = totals.get(rule.id, Window(len(recent)))
+        reason = window_reason(rule, window)
+        if reason:
+            windowed.append(_windowed(rule, reason, [index.events[p] for p in recent], window.matches, now))
+    return fired + (_fire(conn, windowed, now) if windowed else 0)
 
 
-def _decide(conn, counted: list[tuple], firings: list[Firing], now: datetime) -> list[Firing]:
-    """Count the windowed rules' matches, read their windows and add the firings they call for."""
-    if counted:
-        deciding = [(rule, index, recent) for rule, index, recent in counted if not rule.cooling(now)]
-        # This batch alone can be enough for a count rule: then its window need not be read.
-        asks = [rule for rule, _, recent in deciding
-                if not (rule.condition == "count" and len(recent) >= rule.threshold)]
-        totals = _count_and_total(conn, counted, asks, now)
-        for rule, index, recent in deciding:
-            window = totals.get(rule.id, Window(len(recent)))
-            reason = window_reason(rule, window)
-            if reason:
-                firings.append(Firing(rule, reason, [index.events[p] for p in recent[:10]], window.matches,
-                                      since=now - timedelta(seconds=rule.window_seconds)))
-    return firings
+def _count_and_fire(conn, counted: list[tuple], asks: list[LiveRule], firings: list[Firing],
+                    now: datetime) -> tuple[dict[int, Window], int]:
+    """Count the windowed rules' matches (`counted`), read the windows of
+    those in `asks`, and fire `firings` (every-match rules': known before any
+    count). Returns the windows' totals, this batch included, and the firings written.
+
+    On PostgreSQL it is one pipeline, waited for once: on ingest's path a wait
+    costs more than a small statement. Still exact: the server runs the totals
+    only once the count (and its advisory locks) is done, and under READ
+    COMMITTED the totals statement takes its own snapshot then, so it sees
+    every batch that held a lock first."""
+    buckets = _buckets(counted)
+    if conn.dialect.name != "postgresql":
+        if buckets:
+            conn.execute(_counter_upsert(), [{"rule_id": r, "bucket": b, "matches": m, "failed": f, "metric": x}
+                                             for (r, b), (m, f, x) in buckets.items()])
+        totals = _window_totals(conn, asks, now) if asks else {}
+        return totals, _fire(conn, firings, now) if firings else 0
+    written = _messages(conn, firings, now) if firings else None  # before the pipeline: it may read the store
+    keys, values = list(buckets), list(buckets.values())
+    with pipeline(conn) as raw:
+        if buckets:
+            raw.execute(_PG_COUNT, {"rule_id": [k[0] for k in keys], "bucket": [k[1] for k in keys],
+                                    "matches": [v[0] for v in values], "failed": [v[1] for v in values],
+                                    "metric": [v[2] for v in values]})
+        totals = raw.execute(_PG_TOTALS, {"rule_id": [r.id for r in asks],
+                                          "since": [_window_start(r, now) for r in asks]}) if asks else None
+        claims = raw.execute(CLAIM_AND_ENQUEUE_PG, claim_and_enqueue_params(*written, now)) if written else None
+    fired = _claimed(written, {row[0] for row in claims}, now) if written else 0
+    return ({row[0]: Window(int(row[1]), int(row[2]), float(row[3])) for row in totals} if totals else {}), fired
+
+
+def _windowed(rule: LiveRule, reason: str, recent: list[dict], count: int, now: datetime) -> Firing:
+    """A windowed rule's firing, carrying the window's newest matches. A batch
+    that holds FIRING_EVENTS of them (a busy window) is enough on its own, and
+    the store is not read on ingest's path; a smaller one (the usual hook
+    posting one event) is topped up from the window when the firing is written."""
+    newest = sorted(recent, key=lambda e: e["occurred_at"], reverse=True)[:FIRING_EVENTS]
+    if len(recent) >= FIRING_EVENTS or len(recent) == count:
+        return Firing(rule, reason, newest, count)
+    return Firing(rule, reason, newest, count, since=now - timedelta(seconds=rule.window_seconds))
 
 
 def _every(rule: LiveRule, matched: list[dict]) -> list[Firing]:
@@ -153,33 +187,27 @@ def _bucket(moment: datetime, size: int) -> int:
     return int(moment.timestamp()) // size * size
 
 
-def _count_and_total(conn, counted: list[tuple], asks: list[LiveRule], now: datetime) -> dict[int, Window]:
-    """Add each counted rule's matches (positions in a batch) to its time
-    buckets, and read the windows of the rules in `asks`, this batch included."""
+def _buckets(counted: list[tuple]) -> dict[tuple[int, int], list]:
+    """(rule, bucket) -> [matches, failed, metric] of each counted rule's matches (positions in a batch)."""
     buckets: dict[tuple[int, int], list] = {}
     for rule, index, recent in counted:
-        bucket_of = index.buckets(bucket_seconds(rule.window_seconds))
+        size = bucket_seconds(rule.window_seconds)
+        failed = index.failed if rule.condition == "failure_rate" else None
+        metric = index.metric(METRICS[rule.metric]) if rule.condition == "cost" else None
+        only = index.one_bucket(size)
+        if only is not None:  # the usual live batch: all of it in one bucket
+            buckets[(rule.id, only)] = [len(recent), sum(failed[p] for p in recent) if failed else 0,
+                                        sum(metric[p] for p in recent) if metric else 0.0]
+            continue
+        bucket_of = index.buckets(size)
         for bucket, n in Counter(map(bucket_of.__getitem__, recent)).items():
             buckets[(rule.id, bucket)] = [n, 0, 0.0]
-        if rule.condition == "failure_rate":
-            failed = index.failed
-            for p in recent:
-                if failed[p]:
-                    buckets[(rule.id, bucket_of[p])][1] += 1
-        elif rule.condition == "cost":
-            metric, events = METRICS[rule.metric], index.events
-            for p in recent:
-                buckets[(rule.id, bucket_of[p])][2] += metric.of(events[p])
-    if conn.dialect.name == "postgresql":  # one statement whatever the number of buckets
-        keys, values = list(buckets), list(buckets.values())
-        conn.exec_driver_sql(_PG_COUNT, {
-            "rule_id": [k[0] for k in keys], "bucket": [k[1] for k in keys], "matches": [v[0] for v in values],
-            "failed": [v[1] for v in values], "metric": [v[2] for v in values]})
-    else:
-        conn.execute(_counter_upsert(conn.dialect.name), [
-            {"rule_id": rule_id, "bucket": bucket, "matches": m, "failed": f, "metric": x}
-            for (rule_id, bucket), (m, f, x) in buckets.items()])
-    return _window_totals(conn, asks, now) if asks else {}
+        for p in recent:
+            if failed and failed[p]:
+                buckets[(rule.id, bucket_of[p])][1] += 1
+            if metric:
+                buckets[(rule.id, bucket_of[p])][2] += metric[p]
+    return buckets
 
 
 def _window_start(rule: LiveRule, now: datetime) -> int:
@@ -211,10 +239,9 @@ _PG_TOTALS = (
 
 
 @functools.cache
-def _counter_upsert(dialect: str):
-    """Built once, so its compiled form is reused: ingest's path runs it every batch."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(counters_table)
+def _counter_upsert():
+    """SQLite's, built once so its compiled form is reused: ingest's path runs it every batch."""
+    statement = sqlite.insert(counters_table)
     return statement.on_conflict_do_update(index_elements=["rule_id", "bucket"], set_={
         "matches": counters_table.c.matches + statement.excluded.matches,
         "failed": counters_table.c.failed + statement.excluded.failed,
@@ -231,11 +258,7 @@ def _totals_query(rules: int):
 
 
 def _window_totals(conn, rules: list[LiveRule], now: datetime) -> dict[int, Window]:
-    """Each rule's totals over its sliding window (edge exact to one bucket), in one query."""
-    if conn.dialect.name == "postgresql":
-        rows = conn.exec_driver_sql(_PG_TOTALS, {"rule_id": [r.id for r in rules],
-                                                 "since": [_window_start(r, now) for r in rules]})
-        return {row[0]: Window(int(row[1]), int(row[2]), float(row[3])) for row in rows}
+    """SQLite: each rule's totals over its sliding window (edge exact to one bucket), in one query."""
     params = {}
     for i, rule in enumerate(rules):
         params[f"r{i}"] = rule.id
@@ -275,33 +298,41 @@ def _claim_many(conn, rules: list[LiveRule], now: datetime) -> set[int]:
 
 
 def _window_events(conn, firing: Firing) -> list[dict]:
-    """What a receiver reads with a windowed firing: the window's latest matches, not only this batch's."""
+    """What a receiver reads with a windowed firing: the window's newest matches, not only this batch's."""
     if firing.since is None:
         return firing.events
     rule = firing.rule
     query = apply_filter(sa.select(activities).where(activities.c.tenant_id == rule.tenant_id,
                                                      activities.c.occurred_at >= firing.since), rule.flt)
-    rows = conn.execute(query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc()).limit(10)).mappings()
+    rows = conn.execute(query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc()).limit(FIRING_EVENTS)).mappings()
     return [public(row) for row in rows] or firing.events
 
 
-def _write_firings(conn, firings: list[Firing], now: datetime) -> int:
-    """Claim the firing rules (their cool-downs) and write the winners' messages, atomically."""
+def _messages(conn, firings: list[Firing], now: datetime) -> tuple[list[LiveRule], list[tuple]]:
+    """The firing rules and the outbox messages (rule, kind, reason, payload) of `firings`."""
     for f in firings:
         f.events = _window_events(conn, f)
     rules = list({f.rule.id: f.rule for f in firings}.values())
-    messages = [(f.rule, "firing", f.reason, firing_payload(
+    return rules, [(f.rule, "firing", f.reason, firing_payload(
         f.rule, f.reason, f.count, [activity_json(public(e), f.rule.tenant_slug) for e in f.events], now))
         for f in firings]
+
+
+def _fire(conn, firings: list[Firing], now: datetime) -> int:
+    """Claim the firing rules (their cool-downs) and write the winners' messages, atomically."""
+    rules, messages = written = _messages(conn, firings, now)
     if conn.dialect.name == "postgresql":  # one statement: a claim is never made without its message
-        claims = [(r.id, now - timedelta(seconds=r.cooldown_seconds)) for r in rules]
-        claimed = claim_and_enqueue_pg(conn, claims, messages, now)
+        claimed = claim_and_enqueue_pg(conn, rules, messages, now)
     else:
         claimed = _claim_many(conn, rules, now)
         enqueue(conn, [m for m in messages if m[0].id in claimed], now)
+    return _claimed(written, claimed, now)
+
+
+def _claimed(written: tuple[list[LiveRule], list[tuple]], claimed: set[int], now: datetime) -> int:
+    """How many messages were written, their rules' claims being `claimed`."""
+    rules, messages = written
     for rule in rules:
         if rule.id in claimed:
             rule.last_fired_at = now  # this process's cache cools down too
     return sum(m[0].id in claimed for m in messages)
-
-

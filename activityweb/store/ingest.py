@@ -24,8 +24,9 @@ from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
-from .retention import retention_periods
+from .database import pipeline
 from .firing import insert_firing_rules
+from .retention import retention_periods
 from .tables import activities, public
 
 
@@ -221,8 +222,12 @@ _PG_INSERT = (
 BUMP_CLOCK = sa.text("UPDATE live_clock SET value = value + 1 WHERE id = 1 RETURNING value")
 
 
-def _insert_rows(conn, rows: list[dict]) -> set[str]:
-    """Insert rows, skipping idempotency-key conflicts; returns the ids inserted."""
+def _insert_rows(conn, rows: list[dict], begin: bool = False) -> set[str]:
+    """Insert rows, skipping idempotency-key conflicts; returns the ids inserted.
+
+    `begin` (PostgreSQL, whose ingest connection is in autocommit): open a
+    transaction with this insert, for writes that must commit with it (rules'
+    firings). BEGIN goes in one pipeline with the INSERT: one wait, not two."""
     if conn.dialect.name != "postgresql":
         # The transaction's place in commit order: SQLite serialises writers,
         # so bumping the clock first holds the write lock until commit.
@@ -245,7 +250,12 @@ def _insert_rows(conn, rows: list[dict]) -> set[str]:
         if column in ("tags", "data"):
             values = [json.dumps(v, separators=(",", ":"), ensure_ascii=False) for v in values]
         params[column] = values
-    return {str(r[0]) for r in conn.exec_driver_sql(_PG_INSERT, params)}
+    if not begin:
+        return {str(r[0]) for r in conn.exec_driver_sql(_PG_INSERT, params)}
+    with pipeline(conn) as raw:
+        raw.execute("BEGIN")
+        cursor = raw.execute(_PG_INSERT, params)
+    return {str(r[0]) for r in cursor}
 
 
 @contextlib.contextmanager

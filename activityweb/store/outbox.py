@@ -57,7 +57,7 @@ def enqueue(conn, messages: list[tuple], now: datetime) -> None:
 # PostgreSQL, in the ingest transaction: claim the rules (each whose cool-down has
 # passed) and write the claimed rules' messages in one statement, so a claim
 # is never made without its message. Returns the rule of each message written.
-_PG_CLAIM_AND_ENQUEUE = (
+CLAIM_AND_ENQUEUE_PG = (
     "WITH claimed AS (UPDATE rules SET last_fired_at = %(now)s "
     "FROM unnest(%(claim_id)s::int[], %(claim_limit)s::timestamptz[]) AS c(id, lim) "
     "WHERE rules.id = c.id AND (rules.last_fired_at IS NULL OR rules.last_fired_at <= c.lim) RETURNING rules.id) "
@@ -70,16 +70,23 @@ _PG_CLAIM_AND_ENQUEUE = (
 )
 
 
-def claim_and_enqueue_pg(conn, claims: list[tuple[int, datetime]], messages: list[tuple], now: datetime) -> set[int]:
-    """`claims`: (rule id, the latest last firing its cool-down allows). The rules whose messages were written."""
+def claim_and_enqueue_params(rules: list, messages: list[tuple], now: datetime) -> dict:
+    """CLAIM_AND_ENQUEUE_PG's parameters: claim `rules` (each if its cool-down
+    has passed at `now`) and write (rule, kind, reason, payload) `messages`."""
     import json
 
     rows = _rows(messages, now)
-    params = {"now": now, "claim_id": [c[0] for c in claims], "claim_limit": [c[1] for c in claims]}
+    params = {"now": now, "claim_id": [r.id for r in rules],
+              "claim_limit": [now - timedelta(seconds=r.cooldown_seconds) for r in rules]}
     for column in ("id", "tenant_id", "rule_id", "channel_id", "kind", "reason", "status"):
         params[column] = [row[column] for row in rows]
     params["payload"] = [json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False) for row in rows]
-    return set(conn.exec_driver_sql(_PG_CLAIM_AND_ENQUEUE, params).scalars())
+    return params
+
+
+def claim_and_enqueue_pg(conn, rules: list, messages: list[tuple], now: datetime) -> set[int]:
+    """Claim and write in one statement (see CLAIM_AND_ENQUEUE_PG); the ids of the rules claimed."""
+    return set(conn.exec_driver_sql(CLAIM_AND_ENQUEUE_PG, claim_and_enqueue_params(rules, messages, now)).scalars())
 
 
 @dataclass
