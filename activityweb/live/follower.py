@@ -138,12 +138,17 @@ class Follower:
                 backoff = min(backoff * 2, 2.0)
 
     def _catch_up(self, tenant_id: int) -> None:
+        # Its own connection, in autocommit: each page is one statement (see read_after).
+        with store.autocommit_connection() as conn:
+            self._read_pages(tenant_id, conn)
+
+    def _read_pages(self, tenant_id: int, conn) -> None:
         while True:
             with self._cond:
                 position = self.positions.get(tenant_id)
             if position is None:
                 return
-            final, held = store.replay.read_after(tenant_id, position.key, limit=PAGE)
+            final, held = store.replay.read_after(tenant_id, position.key, limit=PAGE, conn=conn)
             self.reads += 1
             end = Position(final[-1][0], final[-1][1]["id"]) if final else position
             self.hub.fan_out(tenant_id, final, end)

@@ -43,7 +43,7 @@ from .conversations import (
     list_conversations,
     occurred_times,
 )
-from .database import applied_migrations, dialect, init_app, release
+from .database import applied_migrations, autocommit_connection, dialect, init_app, release
 from .feed import Page, count_activities, get_activity, list_activities, stream_activities
 from .filtering import apply_filter
 from .ingest import IngestBatcher, Stored, add_activities, write_activities
@@ -61,7 +61,7 @@ __all__ = [
     "memberships_of", "tenant_by_id",
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",
-    "activities", "activity_stats", "add_activities", "applied_migrations", "apply_filter",
+    "activities", "activity_stats", "add_activities", "applied_migrations", "apply_filter", "autocommit_connection",
     "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects",
     "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_call_read", "mark_read", "occurred_times",

@@ -48,6 +48,16 @@ def dialect() -> str:
 
 
 @contextlib.contextmanager
+def autocommit_connection():
+    """A connection of the caller's own, in autocommit: a statement alone is
+    its own transaction, one round trip with no BEGIN and COMMIT (or
+    ROLLBACK) around it. For the hot paths that run one statement at a time:
+    ingest's INSERT, the live follower's page reads."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn
+
+
+@contextlib.contextmanager
 def pipeline(conn: sa.Connection):
     """psycopg's pipeline on a SQLAlchemy connection (PostgreSQL): statements
     executed on the yielded psycopg connection are sent together and waited

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
-from .database import pipeline
+from .database import autocommit_connection, pipeline
 from .firing import insert_firing_rules
 from .retention import retention_periods
 from .tables import activities, public
@@ -268,12 +268,11 @@ def _ingest_connection():
     same statement; see migration 0002.) A repeat's stored row is read after
     that commit, which is what a concurrent winner needs anyway.
     """
-    engine = db.engine
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    if db.engine.dialect.name == "postgresql":
+        with autocommit_connection() as conn:
             yield conn
     else:
-        with engine.begin() as conn:
+        with db.engine.begin() as conn:
             yield conn
 
 

@@ -9,6 +9,10 @@ horizon had ended by then, so all of its rows are in the read. A row at or
 above it is committed but not final (an older transaction may still commit
 before it): the read stops there and the caller looks again soon.
 
+On PostgreSQL a read first tries the cheaper horizon of the snapshot it reads
+in (the cluster's oldest open transaction, `_PG_CLUSTER_HORIZON`): one round
+trip. Only a page that reaches past it asks for this database's own horizon.
+
 The live follower and a reconnecting client's replay run the same read; the
 follower's LISTEN connection (PostgreSQL) is opened here too.
 """
@@ -58,24 +62,26 @@ def _widen(xid: int, near: int) -> int:
     return candidate
 
 
-def snapshot() -> tuple[int, int, list[int]]:
+def snapshot(conn=None) -> tuple[int, int, list[int]]:
     """(horizon, next, open): every transaction of this database below
     `next` but the `open` ones has ended; `horizon` is the oldest open one
-    (or `next`). What a page read right after this shows, no more."""
+    (or `next`). What a page read right after this shows, no more.
+    Read on `conn` if given, else in the request's session."""
+    execute = (conn or db.session).execute
     if dialect() == "postgresql":
-        db.session.execute(_PG_CLEAR_STATUS)
-        next_, open_ = db.session.execute(_PG_OPEN_HERE).one()
+        execute(_PG_CLEAR_STATUS)
+        next_, open_ = execute(_PG_OPEN_HERE).one()
         next_ = int(next_)
         # Ids handed out after the snapshot are at or above `next`: no matter.
         open_ = sorted(t for t in {_widen(int(x), next_) for x in open_} if t < next_)
         return (open_[0] if open_ else next_), next_, open_
-    clock = db.session.execute(_SQLITE_CLOCK).scalar_one()
+    clock = execute(_SQLITE_CLOCK).scalar_one()
     return clock + 1, clock + 1, []
 
 
-def horizon() -> int:
+def horizon(conn=None) -> int:
     """Every transaction of this database below this has ended."""
-    return snapshot()[0]
+    return snapshot(conn)[0]
 
 
 def _after(after: tuple[int, str], pending: dict[int, str] | None):
@@ -87,23 +93,53 @@ def _after(after: tuple[int, str], pending: dict[int, str] | None):
     return clause
 
 
+# The cluster's horizon, in the statement that reads the page: the oldest
+# transaction still open in the snapshot the rows are read in, any database's.
+# Under it everything is final and already in the page, so most reads are one
+# round trip. It can only be earlier than this database's own horizon
+# (`snapshot`), which a read asks for only when the page reaches past it.
+_PG_CLUSTER_HORIZON = sa.literal_column("pg_snapshot_xmin(pg_current_snapshot())::text").label("cluster_horizon")
+
+
 def read_after(tenant_id: int, after: tuple[int, str], *, pending: dict[int, str] | None = None,
-               flt: ActivityFilter | None = None, limit: int = 500) -> tuple[list[tuple[int, dict]], bool]:
+               flt: ActivityFilter | None = None, limit: int = 500, conn=None) -> tuple[list[tuple[int, dict]], bool]:
     """Up to `limit` of the tenant's events after the position (`after`,
     `pending`) that `flt` matches, as (txid, event) in commit order, and only
     those that are final: the read stops at the first one at or above the
     horizon (committed, but an older transaction may still commit before it).
-    Returns (rows, held): `held` says the read stopped there."""
+    Returns (rows, held): `held` says the read stopped there.
+
+    Read on `conn` if given (the follower's: in autocommit, a read is one
+    round trip with no BEGIN and ROLLBACK around it), else in the session."""
     if flt is not None and flt.read:
         # What is new is unread by everyone: a `read=true` filter matches none of it.
         return [], False
-    below = horizon()
     c = activities.c
     query = sa.select(activities).where(c.tenant_id == tenant_id, _after(after, pending))
     if flt is not None:
         query = apply_filter(query, replace(flt, read=None))
+    query = query.order_by(c.txid, c.id).limit(limit)
+    execute = (conn or db.session).execute
+    if dialect() != "postgresql":
+        below = horizon(conn)
+        return _final(execute(query).mappings(), below)
+    rows = execute(query.add_columns(_PG_CLUSTER_HORIZON)).mappings().all()
+    cluster = int(rows[0]["cluster_horizon"]) if rows else 0
+    found, held = _final(rows, cluster)
+    if not held:
+        return found, False
+    # Another database's transaction may be what holds the cluster back:
+    # this database's horizon, then the rows again in a later snapshot.
+    below = horizon(conn)
+    if below == cluster:
+        return found, True
+    return _final(execute(query).mappings(), below)
+
+
+def _final(rows, below: int) -> tuple[list[tuple[int, dict]], bool]:
+    """The rows (in commit order) below the horizon `below`, and whether one was at or above it."""
     found = []
-    for row in db.session.execute(query.order_by(c.txid, c.id).limit(limit)).mappings():
+    for row in rows:
         if row["txid"] >= below:
             return found, True
         found.append((row["txid"], public(row)))
