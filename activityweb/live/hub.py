@@ -155,6 +155,10 @@ class Hub:
         self.max_pending = max_pending
         self._lock = threading.Lock()
         self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        # Per tenant, its subscriptions grouped by filter, made when the fan-out
+        # needs it after a change: hashing each subscription's filter on every
+        # fan-out cost more than matching did.
+        self._groups: dict[int, list[tuple[object, list[Subscription]]]] = {}
         # Told when a tenant gains its first subscriber or loses its last.
         self.on_tenants_changed: Callable[[int, bool], None] | None = None
 
@@ -163,6 +167,7 @@ class Hub:
         with self._lock:
             first = not self._subs.get(tenant_id)
             self._subs[tenant_id].add(sub)
+            self._groups.pop(tenant_id, None)
         if first and self.on_tenants_changed is not None:
             self.on_tenants_changed(tenant_id, True)
         return sub
@@ -173,6 +178,7 @@ class Hub:
             if subs is None or sub not in subs:
                 return
             subs.discard(sub)
+            self._groups.pop(sub.tenant_id, None)
             last = not subs
             if last:
                 del self._subs[sub.tenant_id]
@@ -190,14 +196,19 @@ class Hub:
     def fan_out(self, tenant_id: int, rows: list[tuple[int, dict]], end: Position) -> None:
         """Offer the tenant's subscribers the rows (txid, event) their filters
         match, read up to `end`; once per distinct filter."""
-        with self._lock:
-            subs = list(self._subs.get(tenant_id, ()))
-        if not subs or not rows:
+        if not rows:
             return
-        by_filter: dict[object, list[Subscription]] = defaultdict(list)
-        for sub in subs:
-            by_filter[sub.filter].append(sub)
-        for flt, group in by_filter.items():
+        with self._lock:
+            groups = self._groups.get(tenant_id)
+            if groups is None:
+                subs = self._subs.get(tenant_id)
+                if not subs:
+                    return
+                by_filter: dict[object, list[Subscription]] = defaultdict(list)
+                for sub in subs:
+                    by_filter[sub.filter].append(sub)
+                groups = self._groups[tenant_id] = list(by_filter.items())
+        for flt, group in groups:
             matched = [(t, e) for t, e in rows if flt.matches(e)]
             if not matched:
                 continue
