@@ -111,3 +111,29 @@ def test_a_statement_the_database_refuses_in_the_pipeline_keeps_the_batch(rules_
     assert firings(rules_app, tenant, every) == []  # its claim was in the pipeline that failed
     write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "after"}]])
     assert len(firings(rules_app, tenant, every)) == 1  # the connections went on working
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_connection_lost_in_the_rules_pipeline_keeps_the_batch(rules_app, tenant):
+    """The backend dies in the middle of the counts' pipeline (a trigger
+    terminates its own backend): the batch is written again, alone, on a new
+    connection, and nothing raises to the producer."""
+    import sqlalchemy as sa
+
+    from activityweb.extensions import db
+
+    add_rule(rules_app, tenant, condition="count", threshold=1, window_seconds=600, filter="type=deploy.failed")
+    with rules_app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("CREATE FUNCTION die_counting() RETURNS trigger LANGUAGE plpgsql AS "
+                                 "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$"))
+            conn.execute(sa.text("CREATE TRIGGER die_counting BEFORE INSERT OR UPDATE ON rule_counters "
+                                 "FOR EACH ROW EXECUTE FUNCTION die_counting()"))
+    try:
+        write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "kept"}]])
+        with rules_app.app_context():
+            assert store.count_activities(tenant) == 1
+    finally:
+        with rules_app.app_context():
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DROP TRIGGER die_counting ON rule_counters"))

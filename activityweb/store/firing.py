@@ -33,7 +33,7 @@ from ..models import utcnow
 from ..rules.conditions import METRICS, Window, window_reason
 from ..rules.matching import BatchIndex, matching
 from ..serialize import activity_json
-from .database import pipeline
+from .database import autocommit_connection, pipeline
 from .filtering import apply_filter
 from .outbox import CLAIM_AND_ENQUEUE_PG, claim_and_enqueue_params, claim_and_enqueue_pg, enqueue, firing_payload
 from .rules import LiveRule, counters_table, ingest_rules, rules_table
@@ -82,7 +82,12 @@ def insert_firing_rules(conn, rows: list[dict], insert) -> set[str]:
         log.exception("rules could not be evaluated for %d new events", len(inserted))
         if not own_transaction:  # SQLite: the failed statement is undone, the transaction goes on
             return inserted
-        conn.exec_driver_sql("ROLLBACK")  # if the database is gone, this fails the ingest, as it should
+        if conn.invalidated:  # the connection died, and the events' transaction with it
+            conn.rollback()  # SQLAlchemy's bookkeeping, so `conn` may be used (reconnected) after
+            # Not on `conn`: reconnected, it is no longer in autocommit, and the events would not commit.
+            with autocommit_connection() as fresh:
+                return insert(fresh, rows)  # if the database is gone, this fails the ingest, as it should
+        conn.exec_driver_sql("ROLLBACK")
         return insert(conn, rows)
     if own_transaction:
         conn.exec_driver_sql("COMMIT")  # the events' commit: a failure here is the ingest's
