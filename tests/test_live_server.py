@@ -334,3 +334,51 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path
         stuck.close()
     finally:
         teardown_app(app)
+
+
+def test_an_event_stream_that_stops_reading_is_cut_after_its_grace(backend, tmp_path, request, serve):
+    """SSE too: a client that stops reading blocks its stream's write; once
+    its queue overflows it has LIVE_STUCK_SECONDS to drain, then the server
+    cuts the connection (EventSource reconnects and resumes), instead of
+    holding the stream, and its place in the server, for ever."""
+    import socket as sockets
+
+    from activityweb import auth, store
+    from conftest import make_app, teardown_app
+
+    app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=100, LIVE_STUCK_SECONDS=1.0)
+    try:
+        with app.app_context():
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
+        token = {"Authorization": f"Bearer {secret}"}
+        server = serve(app)
+        host, port = server.url.removeprefix("http://").split(":")
+        stuck = sockets.socket()
+        stuck.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)  # before connect: a small window
+        stuck.connect((host, int(port)))
+        stuck.sendall((f"GET /api/v1/activities/stream HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                       f"Authorization: Bearer {secret}\r\nAccept: text/event-stream\r\n\r\n").encode())
+        assert b" 200 " in stuck.recv(4096).split(b"\r\n")[0]
+        hub = app.extensions["activityweb.hub"]
+        deadline = time.monotonic() + 5
+        while hub.count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert hub.count() == 1
+        big = "x" * 50_000
+        for n in range(30):  # about 15 MB: far more than the kernel buffers between us
+            post(server, *[event(title=f"heavy {n}.{i}", data={"blob": big}) for i in range(10)], headers=token)
+        # Still not reading: the server lets the stream go by itself, its subscription with it.
+        deadline = time.monotonic() + 10
+        while hub.count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.count() == 0, "the stuck stream is still held"
+        # Reading now drains what the kernel held, then finds the end.
+        stuck.settimeout(5)
+        try:
+            while stuck.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+        stuck.close()
+    finally:
+        teardown_app(app)

@@ -347,15 +347,15 @@ class _SerialSocket:
         return getattr(self._sock, name)
 
 
-def _cut_if_stuck(ws, grace: float) -> None:
+def _cut_if_stuck(sock, grace: float, still_open: Callable[[], bool] = lambda: True) -> None:
     """A client that stopped reading can hold its owner in a blocked write for
     ever; once its queue has overflowed it gets `grace` seconds to drain, then
     the connection is cut (it reconnects and resumes)."""
 
     def cut():
-        if ws.connected:
+        if still_open():
             with contextlib.suppress(OSError):
-                ws.sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(grace, cut)
     timer.daemon = True
@@ -402,7 +402,7 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
     ws.sock = sock
     sub = reader.subscription
     grace = current_app.config["LIVE_STUCK_SECONDS"]
-    sub.on_overflow = lambda: _cut_if_stuck(ws, grace)
+    sub.on_overflow = lambda: _cut_if_stuck(ws.sock, grace, lambda: ws.connected)
     stopping = current_app.extensions["activityweb.stopping"]
     threading.Thread(target=_wake_when_closed, args=(ws, sub), daemon=True).start()
 
@@ -476,6 +476,13 @@ def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: 
     server stops (EventSource then reconnects with Last-Event-ID), or when
     `allowed()` says the token was revoked (the reconnect then gets a 401)."""
     stopping = current_app.extensions["activityweb.stopping"]
+    # The client's connection, as the server names it: a reader that stopped
+    # reading blocks the stream's write, and once its queue overflows only
+    # cutting the connection frees it (as for a socket).
+    client = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if client is not None:
+        grace = current_app.config["LIVE_STUCK_SECONDS"]
+        reader.subscription.on_overflow = lambda: _cut_if_stuck(client, grace)
     last = time.monotonic()
     try:
         yield "retry: 2000\n\n"
