@@ -15,7 +15,8 @@ from ..auth import web_principal
 from ..extensions import sock
 from ..filters import ActivityFilter
 from .present import row_id
-from .sockets import follow_page
+from .reading import unread_state, web_reader
+from .sockets import follow_page, reset_message
 
 bp = Blueprint("insight_sockets", __name__)
 bp.before_request(live.guard(web_principal))
@@ -46,4 +47,10 @@ def unread_socket(ws):
     every page as the same fragment of the rows it takes (`present.row_id`:
     a tool call's two events, one row); the page adds the rows it has not counted."""
     follow_page(ws, ActivityFilter(), lambda d: render_template("reading/_arrived.html", rows=[row_id(e) for e in d]),
-                "unread")
+                "unread", render_reset=unread_reset)
+
+
+def unread_reset(reset: live.Reset) -> str:
+    """Too far behind to replay: what was missed is not sent, so the page gets
+    a fresh count with its fresh position (swapped out of band)."""
+    return reset_message(reset) + render_template("reading/_unread.html", oob=True, **unread_state(web_reader()))

@@ -62,12 +62,13 @@ def reset_message(reset: live.Reset) -> str:
     return f"<!--reset:{reset.position.token}-->"
 
 
-def follow_page(ws, flt, render, render_key, *, direct: bool = True) -> None:
-    """Every page socket: say hello, then stream `render(delivery)` messages."""
+def follow_page(ws, flt, render, render_key, *, direct: bool = True, render_reset=reset_message) -> None:
+    """Every page socket: say hello, then stream `render(delivery)` messages
+    (`render_reset(reset)` when the page is too far behind to replay)."""
     since = hello_since(ws)
     tenant_id = g.principal.tenant_id
     live.serve_socket(ws, lambda: live.Reader(tenant_id, flt, since), lambda d: positioned(render(d), d.end),
-                      render_key, reset_message, direct=direct, allowed=still_allowed(g.principal))
+                      render_key, render_reset, direct=direct, allowed=still_allowed(g.principal))
 
 
 @sock.route("/feed/ws", bp=bp)
