@@ -4,6 +4,7 @@ Flask's test client cannot open a WebSocket, so these run the app in a
 werkzeug thread and talk to it with independent clients (`websockets`,
 `requests`), on SQLite (in-process hub) and PostgreSQL (LISTEN/NOTIFY).
 """
+import contextlib
 import json
 import threading
 import time
@@ -289,23 +290,44 @@ def test_sse_refuses_bad_resume_point_and_tokens(server, token):
     assert response.status_code == 401
 
 
+@contextlib.contextmanager
+def small_queues(backend, tmp_path, request, serve):
+    """A served app whose live queues hold 100 events and whose stuck clients
+    get 1 s of grace; yields (app, server, token secret, its headers).
+
+    The bound sits between what a reading client lags by (a few events on a
+    loaded two-core machine) and what a stuck one piles up (all but the ~4 MB
+    the kernel buffers hold: over 200 of 300 heavy events)."""
+    from activityweb import auth, store
+    from conftest import make_app, teardown_app
+
+    app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=100, LIVE_STUCK_SECONDS=1.0)
+    try:
+        with app.app_context():
+            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
+        yield app, serve(app), secret, {"Authorization": f"Bearer {secret}"}
+    finally:
+        teardown_app(app)
+
+
+def assert_cut(stuck) -> None:
+    """The server cut this connection: reading now drains what the kernel held,
+    then finds the end of the stream (a timeout here means it is still open)."""
+    stuck.settimeout(5)
+    try:
+        while stuck.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    stuck.close()
+
+
 def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path, request, serve):
     """One socket never reads, so its TCP window fills and its sender blocks;
     another keeps getting every event promptly, and the stuck one is cut off
     after its grace. (The JSON /ws carries whole events, data included, so a
     few megabytes fill the buffers quickly.)"""
-    from activityweb import auth, store
-    from conftest import make_app, teardown_app
-
-    # The queue bound sits between what a reading client lags by (a few
-    # events on a loaded two-core machine) and what the stuck one piles up
-    # (all but the ~4 MB the kernel buffers hold: over 200 of 300 events).
-    app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=100, LIVE_STUCK_SECONDS=1.0)
-    try:
-        with app.app_context():
-            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
-        token = {"Authorization": f"Bearer {secret}"}
-        server = serve(app)
+    with small_queues(backend, tmp_path, request, serve) as (app, server, secret, token):
         stuck = raw_json_socket(server, secret)
         with json_socket(server, token) as reader:
             titles = set()
@@ -323,17 +345,7 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(backend, tmp_path
                 post(server, *[event(title=f"heavy {n}.{i}", data={"blob": big}) for i in range(10)], headers=token)
             reading.join(timeout=15)
             assert len(titles) == 300 and time.monotonic() - started < 12
-        # The stuck socket was cut: reading now drains what the kernel held,
-        # then finds the end of the stream.
-        stuck.settimeout(5)
-        try:
-            while stuck.recv(1 << 20):
-                pass
-        except ConnectionResetError:
-            pass
-        stuck.close()
-    finally:
-        teardown_app(app)
+        assert_cut(stuck)
 
 
 def test_an_event_stream_that_stops_reading_is_cut_after_its_grace(backend, tmp_path, request, serve):
@@ -343,15 +355,7 @@ def test_an_event_stream_that_stops_reading_is_cut_after_its_grace(backend, tmp_
     holding the stream, and its place in the server, for ever."""
     import socket as sockets
 
-    from activityweb import auth, store
-    from conftest import make_app, teardown_app
-
-    app = make_app(backend, tmp_path, request, LIVE_MAX_PENDING=100, LIVE_STUCK_SECONDS=1.0)
-    try:
-        with app.app_context():
-            _, secret = auth.create_token(store.get_or_create_tenant("acme"), "t", ["ingest", "read"])
-        token = {"Authorization": f"Bearer {secret}"}
-        server = serve(app)
+    with small_queues(backend, tmp_path, request, serve) as (app, server, secret, token):
         host, port = server.url.removeprefix("http://").split(":")
         stuck = sockets.socket()
         stuck.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)  # before connect: a small window
@@ -372,13 +376,4 @@ def test_an_event_stream_that_stops_reading_is_cut_after_its_grace(backend, tmp_
         while hub.count() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert hub.count() == 0, "the stuck stream is still held"
-        # Reading now drains what the kernel held, then finds the end.
-        stuck.settimeout(5)
-        try:
-            while stuck.recv(1 << 20):
-                pass
-        except ConnectionResetError:
-            pass
-        stuck.close()
-    finally:
-        teardown_app(app)
+        assert_cut(stuck)

@@ -8,6 +8,7 @@ one batch and that the cool-down's claim has one winner.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -90,24 +91,13 @@ def test_a_statement_the_database_refuses_in_the_pipeline_keeps_the_batch(rules_
     """The counts, totals and every-match firings go to PostgreSQL as one
     pipeline: a statement in it that the server fails (here a trigger raising
     on the counters) must roll back to the events alone, not lose them."""
-    import sqlalchemy as sa
-
-    from activityweb.extensions import db
-
     every = add_rule(rules_app, tenant, condition="every", filter="type=deploy.failed")
     add_rule(rules_app, tenant, name="count", condition="count", threshold=1, window_seconds=600,
              filter="type=deploy.failed")
-    with rules_app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("CREATE FUNCTION refuse_counts() RETURNS trigger LANGUAGE plpgsql AS "
-                                 "$$ BEGIN RAISE EXCEPTION 'counters refused'; END $$"))
-            conn.execute(sa.text("CREATE TRIGGER refuse_counts BEFORE INSERT OR UPDATE ON rule_counters "
-                                 "FOR EACH ROW EXECUTE FUNCTION refuse_counts()"))
-    write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": f"kept {b}"}] for b in range(3)])
-    with rules_app.app_context():
-        assert store.count_activities(tenant) == 3
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER refuse_counts ON rule_counters"))
+    with counters_trigger(rules_app, "RAISE EXCEPTION 'counters refused';"):
+        write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": f"kept {b}"}] for b in range(3)])
+        with rules_app.app_context():
+            assert store.count_activities(tenant) == 3
     assert firings(rules_app, tenant, every) == []  # its claim was in the pipeline that failed
     write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "after"}]])
     assert len(firings(rules_app, tenant, every)) == 1  # the connections went on working
@@ -118,22 +108,28 @@ def test_a_connection_lost_in_the_rules_pipeline_keeps_the_batch(rules_app, tena
     """The backend dies in the middle of the counts' pipeline (a trigger
     terminates its own backend): the batch is written again, alone, on a new
     connection, and nothing raises to the producer."""
+    add_rule(rules_app, tenant, condition="count", threshold=1, window_seconds=600, filter="type=deploy.failed")
+    with counters_trigger(rules_app, "PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW;"):
+        write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "kept"}]])
+        with rules_app.app_context():
+            assert store.count_activities(tenant) == 1
+
+
+@contextlib.contextmanager
+def counters_trigger(app, body: str):
+    """A PL/pgSQL trigger before each write to rule_counters, running `body`:
+    a fault inside the rules' pipeline, made by the server itself."""
     import sqlalchemy as sa
 
     from activityweb.extensions import db
 
-    add_rule(rules_app, tenant, condition="count", threshold=1, window_seconds=600, filter="type=deploy.failed")
-    with rules_app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("CREATE FUNCTION die_counting() RETURNS trigger LANGUAGE plpgsql AS "
-                                 "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$"))
-            conn.execute(sa.text("CREATE TRIGGER die_counting BEFORE INSERT OR UPDATE ON rule_counters "
-                                 "FOR EACH ROW EXECUTE FUNCTION die_counting()"))
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE OR REPLACE FUNCTION counters_fault() RETURNS trigger LANGUAGE plpgsql AS "
+                             f"$$ BEGIN {body} END $$"))
+        conn.execute(sa.text("CREATE TRIGGER counters_fault BEFORE INSERT OR UPDATE ON rule_counters "
+                             "FOR EACH ROW EXECUTE FUNCTION counters_fault()"))
     try:
-        write_concurrently(rules_app, tenant, [[{"type": "deploy.failed", "title": "kept"}]])
-        with rules_app.app_context():
-            assert store.count_activities(tenant) == 1
+        yield
     finally:
-        with rules_app.app_context():
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("DROP TRIGGER die_counting ON rule_counters"))
+        with app.app_context(), db.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER counters_fault ON rule_counters"))
