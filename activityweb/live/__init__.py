@@ -3,7 +3,8 @@
 - `positions`: where an event stands in the log, and the clients' resume token
 - `hub`: who is watching in this process, and the fan-out to them
 - `follower`: one reader of the log per process (woken in-process, or by NOTIFY)
-- `transport`: one client's reader, and the one stream loop for WebSockets and SSE
+- `transport`: one client's reader, and the one stream loop, written to WebSockets
+- `sse`: the same loop as an event stream
 
 Both edges (web/ and api/) import it; it knows nothing of HTML or JSON.
 The same path runs on SQLite (in-process wake-up) and PostgreSQL (NOTIFY).
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from .follower import Follower
 from .hub import Batch, Hub, Subscription
 from .positions import Position, is_token
+from .sse import sse_stream
 from .transport import (
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
@@ -31,7 +33,6 @@ from .transport import (
     guard,
     resume_point,
     serve_socket,
-    sse_stream,
 )
 
 _apps: "weakref.WeakSet" = weakref.WeakSet()

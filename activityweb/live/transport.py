@@ -10,10 +10,10 @@ with a fresh position instead of loading anything.
 `deliveries` is the one loop both transports run. WebSockets (`serve_socket`)
 get whole frames written in one send; an idle socket is written straight from
 the fan-out (`_SerialSocket.send_now`, never waiting), and what arrives while
-a write is in flight goes with the socket's next write. SSE (`sse_stream`)
-yields text. Close codes: 1013 for a client that fell behind, 1012 when the
-server stops (`activityweb.stopping`, set by `live.shutdown`): the htmx ws
-extension reconnects after both.
+a write is in flight goes with the socket's next write; SSE (`sse.py`) yields
+text. Close codes: 1013 for a client that fell behind, 1012 when the server
+stops (`activityweb.stopping`, set by `live.shutdown`): the htmx ws extension
+reconnects after both.
 """
 from __future__ import annotations
 
@@ -347,7 +347,7 @@ class _SerialSocket:
         return getattr(self._sock, name)
 
 
-def _cut_if_stuck(sock, grace: float, still_open: Callable[[], bool] = lambda: True) -> None:
+def cut_if_stuck(sock, grace: float, still_open: Callable[[], bool] = lambda: True) -> None:
     """A client that stopped reading can hold its owner in a blocked write for
     ever; once its queue has overflowed it gets `grace` seconds to drain, then
     the connection is cut (it reconnects and resumes)."""
@@ -402,7 +402,7 @@ def serve_socket(ws, open_reader: Callable[[], Reader], render: Callable[[Delive
     ws.sock = sock
     sub = reader.subscription
     grace = current_app.config["LIVE_STUCK_SECONDS"]
-    sub.on_overflow = lambda: _cut_if_stuck(ws.sock, grace, lambda: ws.connected)
+    sub.on_overflow = lambda: cut_if_stuck(ws.sock, grace, lambda: ws.connected)
     stopping = current_app.extensions["activityweb.stopping"]
     threading.Thread(target=_wake_when_closed, args=(ws, sub), daemon=True).start()
 
@@ -465,43 +465,3 @@ def _direct_writer(sock: _SerialSocket, reader: Reader, render_key, frame):
         return True
 
     return write
-
-
-# ------------------------------------------------------------------------- SSE
-
-
-def sse_stream(reader: Reader, render: Callable[[Delivery], str], render_reset: Callable[[Reset], str],
-               keepalive: float, allowed: Callable[[], bool] | None = None) -> Iterator[str]:
-    """The text of an event stream: the same loop, ended cleanly when the
-    server stops (EventSource then reconnects with Last-Event-ID), or when
-    `allowed()` says the token was revoked (the reconnect then gets a 401)."""
-    stopping = current_app.extensions["activityweb.stopping"]
-    # The client's connection, as the server names it: a reader that stopped
-    # reading blocks the stream's write, and once its queue overflows only
-    # cutting the connection frees it (as for a socket).
-    client = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
-    if client is not None:
-        grace = current_app.config["LIVE_STUCK_SECONDS"]
-        reader.subscription.on_overflow = lambda: _cut_if_stuck(client, grace)
-    last = time.monotonic()
-    try:
-        yield "retry: 2000\n\n"
-        for item in deliveries(reader, stopping=stopping, idle=keepalive, allowed=allowed):
-            if item is CAUGHT_UP:
-                # An id without data sets EventSource's Last-Event-ID and fires
-                # nothing: a client that reconnects before any event resumes here.
-                yield f"id: {reader.position.token}\n\n"
-                last = time.monotonic()
-                continue
-            if item is IDLE:
-                if time.monotonic() - last < keepalive * 0.9:
-                    continue
-                text = ": keep-alive\n\n"
-            else:
-                text = render_reset(item) if isinstance(item, Reset) else render(item)
-            last = time.monotonic()
-            yield text
-    except (SlowConsumer, Revoked):
-        return  # ending the response makes EventSource reconnect (and resume, or be refused)
-    finally:
-        reader.close()
