@@ -52,17 +52,9 @@ def post_worker_init(worker):
     tells every socket to close with 1012 (service restart) and every stream
     to end, so clients reconnect to a live worker and resume from their position.
     """
-    import gc
-
     import gevent
 
     from activityweb import live
-
-    # What the worker loaded at start (the app, its modules, templates) lives
-    # until it exits: frozen, the collector no longer walks it, and a full
-    # collection under load is a few milliseconds instead of tens, which a
-    # POST or a live frame queued behind it would wait for.
-    gc.freeze()
 
     def close_live_connections_when_stopping():
         while worker.alive:
