@@ -30,22 +30,25 @@ class BatchIndex:
         """Each event's occurred_at in whole epoch seconds (windows and buckets compare these)."""
         if self._epoch is None:
             self._epoch = [int(e["occurred_at"].timestamp()) for e in self.events]
-            self.oldest, self.newest = min(self._epoch, default=0), max(self._epoch, default=0)
         return self._epoch
+
+    @functools.cached_property
+    def span(self) -> tuple[int, int]:
+        """(oldest, newest) of `epoch`."""
+        return min(self.epoch, default=0), max(self.epoch, default=0)
 
     def since(self, positions: list[int], start: int) -> list[int]:
         """The positions whose event occurred at `start` or later (a batch of
         live events usually all did: then the list is returned as it is)."""
-        epoch = self.epoch
-        if self.oldest >= start:
+        if self.span[0] >= start:
             return positions
+        epoch = self.epoch
         return [p for p in positions if epoch[p] >= start]
 
     def one_bucket(self, size: int) -> int | None:
         """The bucket of `size` seconds every event of the batch falls in, if there is one."""
-        self.epoch
-        first = self.oldest // size * size
-        return first if self.newest // size * size == first else None
+        oldest, newest = self.span
+        return oldest // size * size if oldest // size == newest // size else None
 
     def metric(self, metric) -> list[float]:
         """Each event's value of a `conditions.Metric`, read once per batch."""

@@ -152,7 +152,7 @@ def _count_and_fire(conn, counted: list[tuple], asks: list[LiveRule], firings: l
                                              for (r, b), (m, f, x) in buckets.items()])
         totals = _window_totals(conn, asks, now) if asks else {}
         return totals, _fire(conn, firings, now) if firings else 0
-    written = _messages(conn, firings, now) if firings else None  # before the pipeline: it may read the store
+    written = _messages(conn, firings, now) if firings else None  # every-match firings: nothing to read
     keys, values = list(buckets), list(buckets.values())
     with pipeline(conn) as raw:
         if buckets:
@@ -309,7 +309,8 @@ def _window_events(conn, firing: Firing) -> list[dict]:
     rule = firing.rule
     query = apply_filter(sa.select(activities).where(activities.c.tenant_id == rule.tenant_id,
                                                      activities.c.occurred_at >= firing.since), rule.flt)
-    rows = conn.execute(query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc()).limit(FIRING_EVENTS)).mappings()
+    query = query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc()).limit(FIRING_EVENTS)
+    rows = conn.execute(query).mappings()
     return [public(row) for row in rows] or firing.events
 
 
