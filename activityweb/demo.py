@@ -61,7 +61,12 @@ def _working_moment(rng: random.Random, now: datetime, days: int) -> datetime:
     hour = min(23, max(0, int(rng.gauss(14, 3))))
     moment = day.replace(hour=hour, minute=rng.randrange(60), second=rng.randrange(60),
                          microsecond=rng.randrange(1_000_000))
-    return min(moment, now - timedelta(seconds=rng.randrange(1, 120)))
+    if moment < now:
+        return moment
+    # Later today than now: somewhere earlier today instead (a clamp to just
+    # before now would stack the day's later stories there).
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return now - timedelta(seconds=rng.uniform(1, max(2.0, (now - midnight).total_seconds())))
 
 
 def claude_session(rng: random.Random, start: datetime) -> list[dict]:
@@ -273,9 +278,16 @@ def demo_events(count: int, *, now: datetime | None = None, days: int = 14, seed
     produced = 0
     while produced < count:
         maker = rng.choices(makers, weights)[0]
-        for event in maker(rng, _working_moment(rng, now, days)):
-            if event["occurred_at"] > now:
-                event["occurred_at"] = now
+        story = maker(rng, _working_moment(rng, now, days))
+        # A story that would run past now moves back whole, so its order and
+        # spacing stay. (Clamping its tail to `now` stacked a tenth of a 10M
+        # seed on one microsecond: every index page read had to sort that tie.)
+        overshoot = max(e["occurred_at"] for e in story) - now
+        if overshoot > timedelta(0):
+            shift = overshoot + timedelta(seconds=rng.randrange(1, 120))
+            for event in story:
+                event["occurred_at"] -= shift
+        for event in story:
             yield event
             produced += 1
             if produced >= count:
