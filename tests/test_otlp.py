@@ -348,3 +348,38 @@ def test_usage_points_expire_with_the_tenants_retention(app, client, headers):
         assert store.usage.metric_totals(tenant, session_id)
         store.prune(tenant, now=datetime(2027, 1, 10, tzinfo=timezone.utc))  # 39 days on: gone
         assert store.usage.metric_totals(tenant, session_id) == {}
+
+
+def test_usage_by_project_takes_each_sessions_first_project(app):
+    """A session's project is that of its first hook event that names one: a
+    later `cd` into a subdirectory, or another source's event, does not move it."""
+    from datetime import datetime, timedelta, timezone
+
+    from activityweb import store
+    from activityweb.costs import COST
+    from activityweb.schemas import ActivityIn
+
+    from conftest import event
+
+    at = datetime(2026, 12, 2, 7, 0, tzinfo=timezone.utc)
+    with app.app_context():
+        tenant = store.create_tenant("usage-projects").id
+        store.add_activities(tenant, [ActivityIn.model_validate(e).model_dump() for e in [
+            event(source="claude_code", source_id="a1", conversation_id="s-a", occurred_at=at),  # no project yet
+            event(source="claude_code", source_id="a2", conversation_id="s-a", project="billing-api",
+                  occurred_at=at + timedelta(minutes=1)),
+            event(source="claude_code", source_id="a3", conversation_id="s-a", project="billing-api/web",
+                  occurred_at=at + timedelta(minutes=2)),
+            event(source="github", source_id="b0", conversation_id="s-b", project="not-this",
+                  occurred_at=at - timedelta(minutes=5)),
+            event(source="claude_code", source_id="b1", conversation_id="s-b", project="web",
+                  occurred_at=at),
+        ]])
+
+        def point(key, session, value):
+            return {"point_key": key, "metric": COST, "kind": "", "session_id": session, "model": "m",
+                    "actor_id": None, "query_source": None, "day": at.date(), "occurred_at": at, "value": value}
+        store.usage.add_points(tenant, [point("p1", "s-a", 5), point("p2", "s-a", 7), point("p3", "s-b", 3),
+                                        point("p4", "s-c", 2)])
+        by_project = {project: usage.cost for project, usage in store.usage.usage_by(tenant, "project")}
+    assert by_project == {"billing-api": Decimal(12) / 10**12, "web": Decimal(3) / 10**12, None: Decimal(2) / 10**12}

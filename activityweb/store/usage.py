@@ -58,17 +58,16 @@ def session_usage(tenant_id: int, session_ids) -> dict[str, Usage]:
     return found
 
 
-def _session_projects(tenant_id: int):
-    """Each Claude Code session's project: that of its first hook event with
-    one (metrics carry none; a later `cd` would name a subdirectory)."""
-    c = activities.c
-    ranked = (sa.select(c.tenant_id, c.conversation_id.label("session_id"), c.project,
-                        sa.func.row_number().over(partition_by=(c.tenant_id, c.conversation_id),
-                                                  order_by=(c.occurred_at, c.id)).label("n"))
-              .where(c.tenant_id == tenant_id, c.source == "claude_code", c.conversation_id.is_not(None),
-                     c.project.is_not(None))
-              .subquery())
-    return sa.select(ranked.c.tenant_id, ranked.c.session_id, ranked.c.project).where(ranked.c.n == 1).subquery()
+def _first_project(tenant_id: int, session_id):
+    """A Claude Code session's project: that of its first hook event with one
+    (metrics carry none; a later `cd` would name a subdirectory). A lookup per
+    session through the conversation index: ranking every hook event of the
+    tenant to find the first ones read all of them, 1.6 s a page at 10M."""
+    a = activities.c
+    return (sa.select(a.project)
+            .where(a.tenant_id == tenant_id, a.conversation_id == session_id, a.source == "claude_code",
+                   a.project.is_not(None))
+            .order_by(a.occurred_at, a.id).limit(1).scalar_subquery())
 
 
 def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: datetime | None = None,
@@ -76,23 +75,25 @@ def usage_by(tenant_id: int, group: str, since: datetime | None = None, until: d
     """Usage grouped by model, day, project, actor or session, largest cost
     first (days in order), within [since, until)."""
     c = usage_points.c
-    query = sa.select(c.metric, c.kind, sa.func.sum(c.value)).where(c.tenant_id == tenant_id,
-                                                                    c.metric.in_((COST, TOKENS)))
+    query = (sa.select(c.metric, c.kind, sa.func.sum(c.value).label("value"))
+             .where(c.tenant_id == tenant_id, c.metric.in_((COST, TOKENS))))
     if since is not None:
         query = query.where(c.occurred_at >= since)
     if until is not None:
         query = query.where(c.occurred_at < until)
     if group == "project":
-        projects = _session_projects(tenant_id)
-        key = projects.c.project
-        query = query.outerjoin(projects, sa.and_(projects.c.tenant_id == c.tenant_id,
-                                                  projects.c.session_id == c.session_id))
-    elif group == "hour":
-        key = (sa.func.date_trunc("hour", c.occurred_at) if dialect() == "postgresql"
-               else sa.func.strftime("%Y-%m-%dT%H:00:00+00:00", c.occurred_at))
+        # Summed per session first, then each session's project looked up once; the sums merge below.
+        sessions = query.add_columns(c.session_id).group_by(c.session_id, c.metric, c.kind).subquery()
+        s = sessions.c
+        query = sa.select(s.metric, s.kind, s.value, _first_project(tenant_id, s.session_id).label("key"))
     else:
-        key = {"model": c.model, "day": c.day, "actor": c.actor_id, "session": c.session_id}[group]
-    rows = db.session.execute(query.add_columns(key.label("key")).group_by(key, c.metric, c.kind))
+        if group == "hour":
+            key = (sa.func.date_trunc("hour", c.occurred_at) if dialect() == "postgresql"
+                   else sa.func.strftime("%Y-%m-%dT%H:00:00+00:00", c.occurred_at))
+        else:
+            key = {"model": c.model, "day": c.day, "actor": c.actor_id, "session": c.session_id}[group]
+        query = query.add_columns(key.label("key")).group_by(key, c.metric, c.kind)
+    rows = db.session.execute(query)
     groups: dict = {}
     for metric, kind, value, group_key in rows:
         if isinstance(group_key, str) and group == "day":
