@@ -208,9 +208,7 @@ class Activity(db.Model):
     txid: Mapped[int] = mapped_column(TxidType)
 
     __table_args__ = (
-        # The idempotency key (CloudEvents: source + id), per tenant. Its
-        # (tenant_id, source) prefix also serves the `source` filter: there are
-        # few sources, so their events are dense in the feed.
+        # The idempotency key (CloudEvents: source + id), per tenant.
         sa.UniqueConstraint("tenant_id", "source", "source_id", name="uq_activities_source"),
         # Feed order: (occurred_at DESC, id DESC) within a tenant; btrees scan backwards.
         sa.Index("ix_activities_feed", "tenant_id", "occurred_at", "id"),
@@ -228,6 +226,10 @@ class Activity(db.Model):
         # stores it once per run (btree deduplication, ~9 B an event instead
         # of ~80), and a run is sorted in memory.
         sa.Index("ix_activities_type", "tenant_id", "type", "occurred_at"),
+        # A rare source (1 % of the events) behind a common one: without an index
+        # ending in occurred_at its page walked the feed index past ~40,000
+        # rows, or sorted every row of the source (243 ms at 10M).
+        sa.Index("ix_activities_source", "tenant_id", "source", "occurred_at"),
         sa.Index("ix_activities_status", "tenant_id", "status", "occurred_at",
                  postgresql_where=sa.column("status").not_in(DENSE_STATUSES),
                  sqlite_where=sa.column("status").not_in(DENSE_STATUSES)),
