@@ -381,21 +381,12 @@ ROLLUP_SHARDS = 8
 ROLLUP_KEY = ("tenant_id", "hour", "type", "source", "status", "priority", "tool", "shard")
 
 
-class ActivityRollup(db.Model):
-    """Counts of a tenant's events per hour and (type, source, status,
-    priority, tool), kept by ingest in the same transaction as the events,
-    so stats read a few rows per hour instead of every event.
-
-    `status` is '' for no status (a key column cannot be NULL); `tool` is the
-    entity_id of events about a tool (entity_type `tool`), else ''. `shard`
-    splits a hot key between concurrent writers. `d0`..`d97` count the
-    durations in each bucket of DURATION_BOUNDS.
-    """
-
-    __table__ = sa.Table(
-        "activity_rollups", db.metadata,
+def _rollup_table(name: str, period: str) -> sa.Table:
+    """A rollup table: counts per `period` (the start of its hour or day) and key."""
+    return sa.Table(
+        name, db.metadata,
         sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("hour", UTCDateTime, primary_key=True),
+        sa.Column(period, UTCDateTime, primary_key=True),
         sa.Column("type", TypeString, primary_key=True),
         sa.Column("source", sa.String(50), primary_key=True),
         sa.Column("status", sa.String(50), primary_key=True),
@@ -407,6 +398,28 @@ class ActivityRollup(db.Model):
         sa.Column("duration_max", sa.BigInteger),
         *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in DURATION_COLUMNS),
     )
+
+
+class ActivityRollup(db.Model):
+    """Counts of a tenant's events per hour and (type, source, status,
+    priority, tool), kept by ingest in the same transaction as the events,
+    so stats read a few rows per hour instead of every event.
+
+    `status` is '' for no status (a key column cannot be NULL); `tool` is the
+    entity_id of events about a tool (entity_type `tool`), else ''. `shard`
+    splits a hot key between concurrent writers. `d0`..`d97` count the
+    durations in each bucket of DURATION_BOUNDS.
+    """
+
+    __table__ = _rollup_table("activity_rollups", "hour")
+
+
+class ActivityRollupDaily(db.Model):
+    """The same counts per UTC day (migration 0015), kept beside the hourly
+    ones by the same writers: a range of whole days reads a row per day and
+    key, about 20 times fewer rows than its hours."""
+
+    __table__ = _rollup_table("activity_rollups_daily", "day")
 
 
 class SavedView(db.Model):

@@ -1,4 +1,4 @@
-"""The hourly rollups stats read: equal to a scan after every kind of write, on both databases."""
+"""The hourly and daily rollups stats read: equal to a scan after every kind of write, on both databases."""
 import random
 import threading
 from dataclasses import replace
@@ -25,7 +25,15 @@ FILTERS = ["", "type=claude.tool.*", "type=lead.new&type=deployment.*", "source=
            "since=2026-11-20T08:10:00Z&until=2026-11-20T08:50:00Z&type=claude.*"]
 
 
-def corpus(count: int = 400, seed: int = 7) -> list[dict]:
+# Filters over several days, for series by the day: whole days, part-days and part-hours at the ends.
+DAY_FILTERS = ["", "type=claude.tool.*", "status=failed&source=claude_code", "since=2026-11-21T07:20:00Z",
+               "until=2026-11-22T13:10:00Z", "since=2026-11-20T22:59:59Z&until=2026-11-23T00:00:01Z",
+               "since=2026-11-21T00:00:00Z&until=2026-11-23T00:00:00Z&type=lead.new",
+               "since=2026-11-21T03:00:00Z&until=2026-11-21T20:30:00Z"]
+
+
+def corpus(count: int = 400, seed: int = 7, hours: int = 8) -> list[dict]:
+    """`count` events over `hours` hours from START."""
     rng = random.Random(seed)
     events = []
     for i in range(count):
@@ -39,15 +47,15 @@ def corpus(count: int = 400, seed: int = 7) -> list[dict]:
             entity_id=rng.choice(["Bash", "Edit", "Read"]) if tool else rng.choice([None, "billing"]),
             actor_id=rng.choice(["u-1", "u-2", None]),
             duration_ms=rng.choice([None, 0, 1, 7, int(rng.lognormvariate(6, 2))]),
-            occurred_at=(START + timedelta(seconds=rng.randrange(8 * 3600))).isoformat()))
+            occurred_at=(START + timedelta(seconds=rng.randrange(hours * 3600))).isoformat()))
     return events
 
 
-def stats_pair(app, query: str = ""):
+def stats_pair(app, query: str = "", bucket: str = "hour"):
     with app.app_context():
         flt = parse_filter(MultiDict([kv.split("=", 1) for kv in query.split("&") if kv]))
-        rolled = store.activity_stats(1, flt, "hour")
-        scanned = store.activity_stats(1, flt, "hour", use_rollups=False)
+        rolled = store.activity_stats(1, flt, bucket)
+        scanned = store.activity_stats(1, flt, bucket, use_rollups=False)
         db.session.rollback()
         return rolled, scanned
 
@@ -68,17 +76,32 @@ def assert_same(rolled, scanned, query=""):
                 assert getattr(got, p) == pytest.approx(getattr(exact, p), rel=BUCKET_ERROR, abs=1), (query, p)
 
 
-def rollup_rows(app) -> dict:
-    """The rollups summed over shards, by key."""
-    r = rollups.rollups.c
-    key = [r.tenant_id, r.hour, r.type, r.source, r.status, r.priority, r.tool]
-    values = [c for c in rollups.rollups.c if c.name not in {k.name for k in key} | {"shard", "duration_max"}]
+def rollup_rows(app, table=rollups.rollups) -> dict:
+    """A rollup table summed over shards, by key."""
+    r = table.c
+    key = [r.tenant_id, r[rollups.PERIOD[table]], r.type, r.source, r.status, r.priority, r.tool]
+    values = [c for c in r if c.name not in {k.name for k in key} | {"shard", "duration_max"}]
     with app.app_context():
         rows = db.session.execute(sa.select(*key, sa.func.max(r.duration_max), *(sa.func.sum(v) for v in values))
                                   .group_by(*key)).all()
         db.session.rollback()
     # By key: (events, timed, max, d0, ...).
     return {tuple(row[:7]): (int(row[8]), int(row[9]), row[7], *(int(v) for v in row[10:])) for row in rows}
+
+
+def assert_days_sum_their_hours(app) -> None:
+    """Every daily row is its hours' rows added up (the maximum by max)."""
+    days: dict = {}
+    for (tenant, hour, *rest), (events, timed, longest, *buckets) in rollup_rows(app).items():
+        day = rollups.truncate_day(hour if hour.tzinfo else hour.replace(tzinfo=timezone.utc))
+        key = (tenant, day, *rest)
+        was = days.get(key)
+        days[key] = (events, timed, longest, *buckets) if was is None else (
+            was[0] + events, was[1] + timed, max(x for x in (was[2], longest) if x is not None)
+            if (was[2], longest) != (None, None) else None, *(a + b for a, b in zip(was[3:], buckets)))
+    stored = {(tenant, rollups.truncate_day(day if day.tzinfo else day.replace(tzinfo=timezone.utc)), *rest): v
+              for (tenant, day, *rest), v in rollup_rows(app, rollups.daily_rollups).items()}
+    assert stored == days
 
 
 def post(client, headers, events, size=100):
@@ -102,6 +125,33 @@ def test_rollups_equal_a_scan_after_ingest(app, client, auth_headers, query):
     assert_same(*stats_pair(app, query), query)
 
 
+@pytest.mark.parametrize("query", DAY_FILTERS)
+def test_daily_rollups_equal_a_scan_by_the_day(app, client, auth_headers, query):
+    """Four days of events: whole days come from the daily rows, the hours and
+    part-hours at either end from the hourly rows and the events."""
+    post(client, auth_headers, corpus(600, hours=4 * 24))
+    post(client, auth_headers, corpus(60, seed=8, hours=4 * 24))
+    assert_days_sum_their_hours(app)
+    rolled, scanned = stats_pair(app, query, "day")
+    assert rolled.bucket == "day" and rolled.total > 0
+    assert_same(rolled, scanned, query)
+
+
+def test_a_series_by_the_day_reads_the_daily_rows(app, client, auth_headers):
+    """Not just equal: the daily rows are what is read (a daily row changed
+    by hand shows in the stats by the day, not in those by the hour)."""
+    post(client, auth_headers, corpus(200, hours=3 * 24))
+    with app.app_context():
+        d = rollups.daily_rollups.c
+        changed = db.session.execute(sa.update(rollups.daily_rollups)
+                                     .where(d.day == datetime(2026, 11, 21, tzinfo=timezone.utc))
+                                     .values(events=d.events + 1000)).rowcount
+        db.session.commit()
+    by_day, by_hour = stats_pair(app, "", "day")[0], stats_pair(app, "", "hour")[0]
+    assert changed > 0 and by_hour.total == 200
+    assert by_day.total == 200 + 1000 * changed
+
+
 def test_repeats_are_not_counted_twice(app, client, auth_headers):
     events = corpus(60)
     post(client, auth_headers, events)
@@ -122,6 +172,18 @@ def test_prune_and_a_retention_change_keep_rollups_equal_to_a_scan(app, client, 
     assert pruned.deleted > 0 and pruned.batches > 1
     for query in FILTERS:
         assert_same(*stats_pair(app, query), query)
+    assert_days_sum_their_hours(app)
+
+
+def test_prune_across_days_keeps_daily_rollups_equal_to_a_scan(app, client, auth_headers):
+    post(client, auth_headers, corpus(500, hours=4 * 24))
+    with app.app_context():
+        store.set_retention(1, 5, restamp=True)  # the first day and a half expire
+        pruned = store.prune(1, batch_size=60, now=START + timedelta(days=6, hours=12))
+    assert pruned.deleted > 0 and pruned.batches > 1
+    assert_days_sum_their_hours(app)
+    for query in DAY_FILTERS:
+        assert_same(*stats_pair(app, query, "day"), query)
 
 
 def test_rebuild_equals_what_ingest_kept(app, client, auth_headers, runner):
@@ -136,12 +198,14 @@ def test_rebuild_equals_what_ingest_kept(app, client, auth_headers, runner):
         db.session.commit()
     assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
     assert rollup_rows(app) == kept
+    assert_days_sum_their_hours(app)
 
 
 def test_seeding_keeps_rollups(app, runner):
     assert runner.invoke(args=["seed", "--events", "3000", "--seed", "1"]).exit_code == 0
     seeded = rollup_rows(app)
     assert sum(v[0] for v in seeded.values()) == 3000
+    assert_days_sum_their_hours(app)
     assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
     assert rollup_rows(app) == seeded
 
@@ -188,6 +252,7 @@ def test_eight_writers_to_one_hour_do_not_wait_for_each_other(backend, app, make
         shards, events = db.session.execute(sa.select(
             sa.func.count(sa.distinct(rollups.rollups.c.shard)), sa.func.sum(rollups.rollups.c.events))).one()
     assert events == writers * 10 and shards == writers <= ROLLUP_SHARDS
+    assert_days_sum_their_hours(app)
 
 
 def test_stats_say_when_the_scan_or_the_top_lists_are_capped(app, client, auth_headers, monkeypatch):
@@ -246,6 +311,7 @@ def test_the_migration_rolls_up_the_events_already_stored(backend, tmp_path, req
                                                                    *(p[f"d{k}"] for k in range(98)))
                     for p in tally.params()}
         assert rollup_rows(app) == expected
+        assert_days_sum_their_hours(app)
         with app.app_context():
             downgrade(revision="0006")
             assert "activity_rollups" not in sa.inspect(db.engine).get_table_names()

@@ -239,8 +239,13 @@ def test_a_target_that_refuses_ends_the_client_connection(no_leaks):
     with socket.socket() as spare:
         spare.bind(("127.0.0.1", 0))
         port = spare.getsockname()[1]  # bound, never listening: connections are refused
-        with TcpProxy("127.0.0.1", port) as proxy, connect(proxy) as sock:
-            assert is_ended(sock)
+        with TcpProxy("127.0.0.1", port) as proxy:
+            try:
+                sock = connect(proxy)
+            except ConnectionResetError:  # on a busy machine the proxy's reset can come before connect() returns
+                return
+            with sock:
+                assert is_ended(sock)
 
 
 def test_close_ends_every_connection_and_the_proxy(echo):

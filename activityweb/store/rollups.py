@@ -2,7 +2,10 @@
 
 A rollup row counts a tenant's events of one hour and one (type, source,
 status, priority, tool), with a fixed log-scale histogram of their durations
-(`models.DURATION_BOUNDS`). Every number in it merges by addition, so:
+(`models.DURATION_BOUNDS`). A second table holds the same counts per UTC day
+(`daily_rollups`): a range of whole days reads a row per day and key, not
+one per hour, about 20 times fewer. Every writer keeps both. Every number in
+a row merges by addition, so:
 
 - every insert adds its rows' counts in its own transaction, one upsert
   per key in the batch, not per event (a 1,000-event batch is a handful of
@@ -11,7 +14,8 @@ status, priority, tool), with a fixed log-scale histogram of their durations
   `Tally` (ingest and `flask seed`);
 - the duration maximum merges by GREATEST, so it is exact while events are
   only added; whatever deletes events (`retention.prune`) recomputes the
-  hours it touched from the rows that remain (`recompute`);
+  hours it touched from the rows that remain, and those hours' days from
+  their hours (`recompute`);
 - `flask rollups rebuild` recomputes everything, and is what the tests
   compare with.
 
@@ -31,12 +35,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..models import (
-    DURATION_BOUNDS, DURATION_COLUMNS, ROLLUP_KEY, ROLLUP_SHARDS, ActivityRollup,
+    DURATION_BOUNDS, DURATION_COLUMNS, ROLLUP_KEY, ROLLUP_SHARDS, ActivityRollup, ActivityRollupDaily,
 )
 from .tables import activities
 
 rollups = ActivityRollup.__table__
-HOUR = timedelta(hours=1)
+daily_rollups = ActivityRollupDaily.__table__
+# Each table's time column: the start of its hour or day.
+PERIOD = {rollups: "hour", daily_rollups: "day"}
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 _VALUE_COLUMNS = ("events", "timed", "duration_max") + DURATION_COLUMNS
 # The advisory-lock class (first key) of the shard locks: 'roll'.
 SHARD_LOCK_CLASS = 0x726F6C6C
@@ -56,6 +63,10 @@ def truncate_hour(moment: datetime) -> datetime:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     return moment.replace(minute=0, second=0, microsecond=0, tzinfo=timezone.utc)
+
+
+def truncate_day(moment: datetime) -> datetime:
+    return truncate_hour(moment).replace(hour=0)
 
 
 # ------------------------------------------------------------------ writing
@@ -81,32 +92,52 @@ class Tally:
             row[2] = duration if row[2] is None else max(row[2], duration)
             row[3 + duration_bucket(duration)] += 1
 
-    def params(self, shard: int = 0) -> list[dict]:
-        """One parameter set per rollup row, in key order (concurrent upserts lock rows in one order)."""
-        return [{**dict(zip(ROLLUP_KEY, (*key, shard))), **dict(zip(_VALUE_COLUMNS, values))}
-                for key, values in sorted(self.rows.items(), key=lambda kv: kv[0])]
+    def params(self, shard: int = 0, table=None) -> list[dict]:
+        """One parameter set per row of `table` (the hourly rollups, or the
+        daily), in key order (concurrent upserts lock rows in one order)."""
+        rows = self.rows
+        if table is daily_rollups:
+            rows = {}
+            for (tenant, hour, *rest), values in self.rows.items():
+                key = (tenant, hour.replace(hour=0), *rest)
+                rows[key] = _merged(rows[key], values) if key in rows else values
+        names = _key(table if table is not None else rollups)
+        return [{**dict(zip(names, (*key, shard))), **dict(zip(_VALUE_COLUMNS, values))}
+                for key, values in sorted(rows.items(), key=lambda kv: kv[0])]
 
 
-def _upsert(dialect: str, insert=None):
-    """An insert into the rollups (`insert`, or one of values) that adds to the rows already there."""
-    insert = insert if insert is not None else _insert_for(dialect)
-    t = rollups.c
+def _merged(a: list, b: list) -> list:
+    """Two rows' values (events, timed, duration_max, d0, ...) as one."""
+    longest = b[2] if a[2] is None else a[2] if b[2] is None else max(a[2], b[2])
+    return [a[0] + b[0], a[1] + b[1], longest, *(x + y for x, y in zip(a[3:], b[3:]))]
+
+
+def _key(table) -> list[str]:
+    """A rollup table's key columns, in primary-key order."""
+    return [PERIOD[table] if name == "hour" else name for name in ROLLUP_KEY]
+
+
+def _upsert(dialect: str, insert=None, table=rollups):
+    """An insert into a rollup table (`insert`, or one of values) that adds to the rows already there."""
+    insert = insert if insert is not None else _insert_for(dialect, table)
+    t = table.c
     excluded = insert.excluded
     greatest = sa.func.greatest if dialect == "postgresql" else (
         lambda a, b: sa.func.coalesce(sa.func.max(a, b), a, b))
     changes = {name: t[name] + excluded[name] for name in _VALUE_COLUMNS if name != "duration_max"}
     changes["duration_max"] = greatest(t.duration_max, excluded.duration_max)
-    return insert.on_conflict_do_update(index_elements=list(ROLLUP_KEY), set_=changes)
+    return insert.on_conflict_do_update(index_elements=_key(table), set_=changes)
 
 
-def _insert_for(dialect: str):
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(rollups)
+def _insert_for(dialect: str, table=rollups):
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def add_tally(conn, tally: Tally) -> None:
-    """Add counted rows to the rollups on `conn`, in its transaction."""
+    """Add counted rows to the hourly and daily rollups on `conn`, in its transaction."""
     if tally.rows:
-        conn.execute(_upsert(conn.dialect.name), tally.params())
+        for table in (rollups, daily_rollups):
+            conn.execute(_upsert(conn.dialect.name, table=table), tally.params(table=table))
 
 
 def _bucket_of(duration, dialect: str):
@@ -117,21 +148,25 @@ def _bucket_of(duration, dialect: str):
                    else_=len(DURATION_BOUNDS))
 
 
-def grouped(source, dialect: str, *, shard=None, ordered: bool = True) -> sa.Select:
-    """Rollup rows of the events in `source` (a select or table with the
-    activity columns), computed in SQL: what ingest adds on PostgreSQL,
-    `recompute` and `rebuild` store, and stats add for part-hours."""
-    c = source.c
+def _period_start(moment, period: str, dialect: str):
+    """SQL: the start of the hour or day `moment` falls in, as the rollups store it."""
     if dialect == "postgresql":
-        hour = sa.func.date_trunc("hour", c.occurred_at, "UTC")
-    else:
-        hour = sa.func.strftime("%Y-%m-%d %H:00:00.000000", c.occurred_at)
+        return sa.func.date_trunc(period, moment, "UTC")
+    return sa.func.strftime("%Y-%m-%d %H:00:00.000000" if period == "hour" else "%Y-%m-%d 00:00:00.000000", moment)
+
+
+def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: str = "hour") -> sa.Select:
+    """Rollup rows (of `period`, hour or day) of the events in `source` (a
+    select or table with the activity columns), computed in SQL: what ingest
+    adds on PostgreSQL, `recompute` and `rebuild` store, and stats add for part-hours."""
+    c = source.c
+    start = _period_start(c.occurred_at, period, dialect)
     tool = sa.case((sa.and_(c.entity_type == "tool", c.entity_id.is_not(None)), c.entity_id), else_="")
-    keys = [c.tenant_id, hour.label("hour"), c.type, c.source, sa.func.coalesce(c.status, "").label("status"),
+    keys = [c.tenant_id, start.label(period), c.type, c.source, sa.func.coalesce(c.status, "").label("status"),
             c.priority, tool.label("tool")]
     inner = sa.select(*keys, c.duration_ms, _bucket_of(c.duration_ms, dialect).label("bucket")).subquery("timed")
     i = inner.c
-    key_columns = [i.tenant_id, i.hour, i.type, i.source, i.status, i.priority, i.tool]
+    key_columns = [i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool]
     shard_column = (sa.literal_column(shard) if isinstance(shard, str) else sa.literal(shard or 0)).label("shard")
     query = (
         sa.select(*key_columns, shard_column, sa.func.count().label("events"),
@@ -142,26 +177,37 @@ def grouped(source, dialect: str, *, shard=None, ordered: bool = True) -> sa.Sel
     return query.order_by(*key_columns) if ordered else query
 
 
-def pg_trigger_sql() -> str:
-    """PostgreSQL: the statement trigger that adds every INSERT's rows
+def pg_function_sql(daily: bool = True) -> str:
+    """PostgreSQL: the trigger function that adds every INSERT's rows
     (ingest's, COPY's) to the rollups, in the inserting statement's
-    transaction. The migration creates it.
+    transaction: hourly, and (`daily`, from migration 0015) daily.
 
     A trigger rather than a CTE in ingest's INSERT: its statement has no
     parameters, so PL/pgSQL plans it once per connection; the same upsert as
     a CTE of a prepared INSERT was planned afresh on every POST (PostgreSQL
-    kept choosing custom plans for its array parameters), 9 ms a time."""
+    kept choosing custom plans for its array parameters), 9 ms a time. Both
+    upserts take the same shard: the transaction already holds its lock."""
     new_rows = sa.table("new_rows", *(sa.column(name) for name in activities.c.keys()))
-    add = _upsert("postgresql", _insert_for("postgresql").from_select(
-        [*ROLLUP_KEY, *_VALUE_COLUMNS], grouped(new_rows, "postgresql", shard=_PG_SHARD)))
-    upsert = str(add.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    upserts = []
+    for table in (rollups, daily_rollups) if daily else (rollups,):
+        add = _upsert("postgresql", _insert_for("postgresql", table).from_select(
+            [*_key(table), *_VALUE_COLUMNS], grouped(new_rows, "postgresql", shard=_PG_SHARD, period=PERIOD[table])),
+            table)
+        upserts.append(str(add.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})))
+    body = ";\n          ".join(upserts)
     return f"""
-        CREATE FUNCTION activities_rollup() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        CREATE OR REPLACE FUNCTION activities_rollup() RETURNS trigger LANGUAGE plpgsql AS $fn$
         BEGIN
-          {upsert};
+          {body};
           RETURN NULL;
         END
         $fn$;
+    """
+
+
+def pg_trigger_sql(daily: bool = True) -> str:
+    """The function (`pg_function_sql`) and the statement trigger that calls it."""
+    return pg_function_sql(daily) + """
         CREATE TRIGGER activities_rollup AFTER INSERT ON activities REFERENCING NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION activities_rollup();
     """
@@ -170,10 +216,11 @@ def pg_trigger_sql() -> str:
 # --------------------------------------------------------------- recomputing
 
 
-def recompute(conn, tenant_id: int | None, hours=None) -> None:
+def recompute(conn, tenant_id: int | None, hours=None, *, daily: bool = True) -> None:
     """Replace the rollup rows of a tenant (every tenant if None) in `hours`
     (all if None) with rows computed from the events stored now, in `conn`'s
-    transaction.
+    transaction; then (`daily`) the daily rows of those hours' days, summed
+    from their hourly rows (a day's events are up to 24 times as many).
 
     PostgreSQL: SHARE ROW EXCLUSIVE on the rollups makes writers that would
     add to them wait for this transaction (their statement locks the table
@@ -186,6 +233,8 @@ def recompute(conn, tenant_id: int | None, hours=None) -> None:
             return
     if dialect == "postgresql":
         conn.exec_driver_sql("LOCK TABLE activity_rollups IN SHARE ROW EXCLUSIVE MODE")
+        if daily:
+            conn.exec_driver_sql("LOCK TABLE activity_rollups_daily IN SHARE ROW EXCLUSIVE MODE")
     scope, events = [], sa.select(activities)
     if tenant_id is not None:
         scope.append(rollups.c.tenant_id == tenant_id)
@@ -196,11 +245,33 @@ def recompute(conn, tenant_id: int | None, hours=None) -> None:
             sa.and_(activities.c.occurred_at >= hour, activities.c.occurred_at < hour + HOUR) for hour in hours)))
     conn.execute(sa.delete(rollups).where(*scope))
     conn.execute(sa.insert(rollups).from_select([*ROLLUP_KEY, *_VALUE_COLUMNS], grouped(events.subquery(), dialect)))
+    if daily:
+        _recompute_days(conn, tenant_id, None if hours is None else {truncate_day(h) for h in hours})
+
+
+def _recompute_days(conn, tenant_id: int | None, days) -> None:
+    """Replace the daily rows of `days` (all if None) with the sums of their hourly rows."""
+    dialect, r, d = conn.dialect.name, rollups.c, daily_rollups.c
+    scope, hourly = [], []
+    if tenant_id is not None:
+        scope.append(d.tenant_id == tenant_id)
+        hourly.append(r.tenant_id == tenant_id)
+    if days is not None:
+        days = sorted(days)
+        scope.append(d.day.in_(days))
+        hourly.append(sa.or_(*(sa.and_(r.hour >= day, r.hour < day + DAY) for day in days)))
+    keys = [r.tenant_id, _period_start(r.hour, "day", dialect).label("day"), r.type, r.source, r.status, r.priority, r.tool]
+    sums = [sa.func.sum(r.events), sa.func.sum(r.timed), sa.func.max(r.duration_max),
+            *(sa.func.sum(r[name]) for name in DURATION_COLUMNS)]
+    conn.execute(sa.delete(daily_rollups).where(*scope))
+    conn.execute(sa.insert(daily_rollups).from_select(
+        [*_key(daily_rollups), *_VALUE_COLUMNS],
+        sa.select(*keys, sa.literal(0).label("shard"), *sums).where(*hourly).group_by(*keys)))
 
 
 def rebuild(tenant_id: int | None = None) -> int:
     """`flask rollups rebuild`: recompute a tenant's rollups (every tenant's
-    if None) from its events, in one transaction; returns the rows written."""
+    if None) from its events, in one transaction; returns the hourly rows written."""
     from ..extensions import db
 
     conn = db.session.connection()

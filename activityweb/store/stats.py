@@ -2,9 +2,10 @@
 
 Two paths, and the answer says which it took (`Stats.path`):
 
-- `rollups`: a filter of only ROLLUP_FIELDS is answered from the hourly
-  rollups (store/rollups.py): whole hours from their rows, the part-hours at
-  either end of since/until from their events, grouped the same way. Counts
+- `rollups`: a filter of only ROLLUP_FIELDS is answered from the rollups
+  (store/rollups.py): whole hours from their rows, the part-hours at
+  either end of since/until from their events, grouped the same way; with a
+  series by the day, whole days from the daily rows. Counts
   and series are exact; p50/p95 come from the duration histogram (within
   one bucket, under 19 %). The top actors and entities are not in the
   rollups: they count the latest TOP_WINDOW matching events
@@ -27,7 +28,7 @@ from ..filters import ActivityFilter
 from .database import dialect
 from .filtering import apply_filter
 from .reading import Reader
-from .rollups import HOUR, grouped, rollups, truncate_hour
+from .rollups import DAY, HOUR, PERIOD, daily_rollups, grouped, rollups, truncate_day, truncate_hour
 from .tables import activities
 from ..models import DURATION_BOUNDS, DURATION_COLUMNS
 
@@ -184,13 +185,13 @@ def _newest_boundary(tenant_id: int, flt: ActivityFilter, reader, count: int) ->
 # ------------------------------------------------------------- the rollups
 
 
-def _on_rollups(flt: ActivityFilter) -> list:
-    """The filter's clauses (but its times) on the rollup table: the same SQL
+def _on_rollups(flt: ActivityFilter, table=rollups) -> list:
+    """The filter's clauses (but its times) on a rollup table: the same SQL
     `apply_filter` writes, its columns swapped for the rollups' namesakes."""
     where = apply_filter(sa.select(activities.c.id), replace(flt, since=None, until=None)).whereclause
     if where is None:
         return []
-    return [replacement_traverse(where, {}, lambda e: rollups.c[e.name] if isinstance(e, sa.Column)
+    return [replacement_traverse(where, {}, lambda e: table.c[e.name] if isinstance(e, sa.Column)
                                  and e.table is activities else None)]
 
 
@@ -199,20 +200,41 @@ def _ceil_hour(moment: datetime) -> datetime:
     return hour if hour == moment else hour + HOUR
 
 
-def _picked_rollups(tenant_id: int, flt: ActivityFilter):
+def _ceil_day(moment: datetime) -> datetime:
+    day = truncate_day(moment)
+    return day if day == moment else day + DAY
+
+
+def _stored_rows(table, tenant_id: int, flt: ActivityFilter, low: datetime | None, high: datetime | None):
+    """The rows of a rollup table in [low, high) (None: unbounded) that `flt`
+    matches, with the hourly table's columns (a day's start as its `hour`)."""
+    r = table.c
+    period = r[PERIOD[table]]
+    return (sa.select(*(column.label("hour") if column is period else column for column in r))
+            .where(r.tenant_id == tenant_id, *_on_rollups(flt, table),
+                   *([period >= low] if low else []), *([period < high] if high else [])))
+
+
+def _picked_rollups(tenant_id: int, flt: ActivityFilter, *, daily: bool = False):
     """Rollup rows of what `flt` matches: the stored rows of its whole hours,
-    and rows grouped from the events of the part-hours at its ends."""
-    r = rollups.c
-    whole = sa.select(rollups).where(r.tenant_id == tenant_id, *_on_rollups(flt))
+    and rows grouped from the events of the part-hours at its ends. `daily`:
+    its whole days from the daily rows, the hours left at either end from the
+    hourly (a series by the hour cannot use them)."""
     low = _ceil_hour(flt.since) if flt.since else None
     high = truncate_hour(flt.until) if flt.until else None
-    ends = []
+    parts, ends = [], []
     if low and high and low >= high:
-        whole, ends = None, [(flt.since, flt.until)]
+        ends = [(flt.since, flt.until)]
     else:
-        whole = whole.where(*([r.hour >= low] if low else []), *([r.hour < high] if high else []))
         ends = [(a, b) for a, b in ((flt.since, low), (high, flt.until)) if a and b and a < b]
-    parts = [whole] if whole is not None else []
+        day_low = _ceil_day(low) if (daily and low) else None
+        day_high = truncate_day(high) if (daily and high) else None
+        if daily and not (day_low and day_high and day_low >= day_high):
+            parts.append(_stored_rows(daily_rollups, tenant_id, flt, day_low, day_high))
+            hours = [(a, b) for a, b in ((low, day_low), (day_high, high)) if a and b and a < b]
+        else:
+            hours = [(low, high)]
+        parts.extend(_stored_rows(rollups, tenant_id, flt, a, b) for a, b in hours)
     for since, until in ends:
         events = apply_filter(sa.select(activities).where(activities.c.tenant_id == tenant_id),
                               replace(flt, since=since, until=until))
@@ -229,6 +251,8 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
         first_at, last_at = _first_and_last(tenant_id, flt, first_hour, last_hour)
     start, end = flt.since or first_at, flt.until or last_at
     bucket = _bucket_for(bucket, start, end)
+    if bucket != "hour":  # a series by the day: whole days from the daily rows
+        p = _picked_rollups(tenant_id, flt, daily=True)
     # The four counts and the series in one statement, over the rows read once.
     counted = sa.select(p.c.hour, p.c.type, p.c.source, p.c.status, p.c.priority, p.c.events).cte("counted")
     k = counted.c

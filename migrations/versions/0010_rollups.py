@@ -77,8 +77,8 @@ def upgrade():
     from activityweb.store.rollups import pg_trigger_sql, recompute
 
     if postgres:  # SQLite's writers add their own counts (store/rollups.py)
-        op.execute(pg_trigger_sql())
-    recompute(op.get_bind(), None)
+        op.execute(pg_trigger_sql(daily=False))  # 0015 adds the daily rollups
+    recompute(op.get_bind(), None, daily=False)
     _replace_indexes(OLD_INDEXES, NEW_INDEXES)
 
 
