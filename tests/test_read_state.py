@@ -223,3 +223,29 @@ def test_a_new_person_starts_with_nothing_unread(app, client, make_user, make_to
     [new] = post(client, ingest, event(title="new"))
     page = client.get("/").get_data(as_text=True)
     assert header_count(page) == 1 and unread_on_page(page) == [new]
+
+
+def test_running_calls_are_looked_for_among_the_newest_unread_starts(app, client, alice):
+    """Running: a start with no outcome yet. Only the newest `window` unread
+    starts are looked at, so an old start that never finished stops counting
+    as running rather than making every page check every start."""
+    from activityweb import store
+
+    def start(call):
+        return event(type="claude.tool.started", title=call, entity_type="tool", entity_id="Bash", status="started",
+                     correlation_id=call)
+
+    def outcome(call):
+        return event(type="claude.tool.completed", title=call, entity_type="tool", entity_id="Bash",
+                     status="success", correlation_id=call)
+
+    for call in ("old-running", "done-1", "new-running", "done-2"):  # one POST each: ids in this order
+        post(client, alice, start(call))
+    post(client, alice, outcome("done-1"), outcome("done-2"), event(title="not a tool"))
+    with app.app_context():
+        reader = store.Reader(1, "nobody-yet")
+        running = [c["correlation_id"] for c in store.unread_running_calls(reader)]
+        within = {n: [c["correlation_id"] for c in store.unread_running_calls(reader, window=n)] for n in (1, 3, 4)}
+    assert running == ["new-running", "old-running"]
+    # The newest starts: done-2, new-running, done-1, old-running.
+    assert within == {1: [], 3: ["new-running"], 4: ["new-running", "old-running"]}

@@ -111,9 +111,9 @@ def _tool_start():
     return sa.and_(c.entity_type == "tool", c.status == "started", c.correlation_id.is_not(None))
 
 
-def _has_outcome():
-    """The start's call has an outcome (served by ix_activities_correlation)."""
-    c, outcome = activities.c, activities.alias("outcome").c
+def _has_outcome(c=activities.c):
+    """The start's call (`c`: the start's columns) has an outcome (served by ix_activities_correlation)."""
+    outcome = activities.alias("outcome").c
     return sa.exists().where(outcome.tenant_id == c.tenant_id, outcome.correlation_id == c.correlation_id,
                              outcome.source == c.source, outcome.entity_type == "tool",
                              outcome.status.not_in(_NOT_AN_OUTCOME))
@@ -130,15 +130,29 @@ def unread_count(reader: Reader) -> int:
     ).scalar_one()
 
 
-def unread_running_calls(reader: Reader, limit: int = 200) -> list[dict]:
+# Running calls are looked for among this many of the newest unread tool
+# starts (read through ix_activities_tool_starts).
+RUNNING_WINDOW = 500
+
+
+def unread_running_calls(reader: Reader, limit: int = 200, window: int = RUNNING_WINDOW) -> list[dict]:
     """The newest tool calls still running whose start the reader has not
     read: counted by `unread_count` already, so their outcome arriving live
-    adds no row (the page keeps these and counts by row)."""
+    adds no row (the page keeps these and counts by row).
+
+    Looked for among the newest `window` unread starts: a call is running
+    for minutes, not across thousands of later calls, and without the bound
+    a reader who had read nothing made every page check every start for an
+    outcome (18 s at 10M events). A call older than that which does finish
+    counts its outcome as one more unread row."""
     c = activities.c
+    starts = (sa.select(c.id, c.tenant_id, c.source, c.correlation_id, c.entity_type, c.status)
+              .where(c.tenant_id == reader.tenant_id, _tool_start(), reader.unread())
+              .order_by(c.id.desc()).limit(window).subquery("starts"))
+    s = starts.c
     rows = db.session.execute(
-        sa.select(c.source, c.correlation_id, c.entity_type, c.status)
-        .where(c.tenant_id == reader.tenant_id, _tool_start(), reader.unread(), ~_has_outcome())
-        .order_by(c.id.desc()).limit(limit)
+        sa.select(s.source, s.correlation_id, s.entity_type, s.status).where(~_has_outcome(s))
+        .order_by(s.id.desc()).limit(limit)
     ).mappings()
     return [dict(r) for r in rows]
 
