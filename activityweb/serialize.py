@@ -137,7 +137,8 @@ class StatsOut(BaseModel):
     scanned_since: Moment | None = Field(description="A scan reads the newest 20,000 events (in since/until) at "
                                          "most: the time it stopped at, or null if it read them all.")
     top_lists_since: Moment | None = Field(description="From the rollups, the top actors and entities count the "
-                                           "newest 10,000 matching events: the time they start at, or null if all.")
+                                           "newest 10,000 matching events among the newest 20,000 events (in "
+                                           "since/until): the time they start at, or null if all.")
 
     @classmethod
     def of(cls, stats) -> "StatsOut":

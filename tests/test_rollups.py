@@ -271,6 +271,14 @@ def test_stats_say_when_the_scan_or_the_top_lists_are_capped(app, client, auth_h
     assert scanned.total == sum(actor == "u-1" for at, actor in newest if at >= newest[39][0])
     assert rolled.path == "rollups" and rolled.total == 100 and rolled.top_lists_since == newest[29][0]
     assert sum(n for _, _, n in rolled.top_actors) <= 30
+    # A rare filter's lists count its events among the newest 40 of any kind, not its newest 30.
+    with app.app_context():
+        rare = store.activity_stats(1, parse_filter(MultiDict([("source", "github")])))
+        github = db.session.execute(sa.select(c.occurred_at, c.actor_id, c.source)
+                                    .order_by(c.occurred_at.desc())).all()
+    in_window = [actor for at, actor, source in github if source == "github" and at >= newest[39][0]]
+    assert rare.path == "rollups" and 0 < len(in_window) < 30 and rare.top_lists_since == newest[39][0]
+    assert sum(n for _, _, n in rare.top_actors) == sum(actor is not None for actor in in_window)
 
 
 def test_the_filter_fields_the_rollups_serve_exist():

@@ -166,12 +166,26 @@ def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: s
             c.priority, tool.label("tool")]
     inner = sa.select(*keys, c.duration_ms, _bucket_of(c.duration_ms, dialect).label("bucket")).subquery("timed")
     i = inner.c
-    key_columns = [i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool]
+    # Two steps: events counted per key and duration bucket (a few aggregates
+    # a row), then those few rows a key pivoted into d0..d97. Pivoting in one
+    # step tested 98 FILTERs on every event: the part-hour of a 10M tenant
+    # (15,000 events) took 30 ms, and stats group it three times.
+    per_bucket = (sa.select(i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool, i.bucket,
+                            sa.func.count().label("n"), sa.func.max(i.duration_ms).label("longest"))
+                  .group_by(i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool, i.bucket)
+                  .subquery("per_bucket"))
+    b = per_bucket.c
+    key_columns = [b.tenant_id, b[period], b.type, b.source, b.status, b.priority, b.tool]
     shard_column = (sa.literal_column(shard) if isinstance(shard, str) else sa.literal(shard or 0)).label("shard")
+
+    def total(condition=None):
+        counted = b.n if condition is None else sa.case((condition, b.n), else_=0)
+        return sa.cast(sa.func.sum(counted), sa.BigInteger)
+
     query = (
-        sa.select(*key_columns, shard_column, sa.func.count().label("events"),
-                  sa.func.count(i.duration_ms).label("timed"), sa.func.max(i.duration_ms).label("duration_max"),
-                  *(sa.func.count().filter(i.bucket == k).label(name) for k, name in enumerate(DURATION_COLUMNS)))
+        sa.select(*key_columns, shard_column, total().label("events"),
+                  total(b.bucket.is_not(None)).label("timed"), sa.func.max(b.longest).label("duration_max"),
+                  *(total(b.bucket == k).label(name) for k, name in enumerate(DURATION_COLUMNS)))
         .group_by(*key_columns)
     )
     return query.order_by(*key_columns) if ordered else query

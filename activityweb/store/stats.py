@@ -8,8 +8,8 @@ Two paths, and the answer says which it took (`Stats.path`):
   series by the day, whole days from the daily rows. Counts
   and series are exact; p50/p95 come from the duration histogram (within
   one bucket, under 19 %). The top actors and entities are not in the
-  rollups: they count the latest TOP_WINDOW matching events
-  (`top_lists_since` says from when).
+  rollups: they count the latest TOP_WINDOW matching events among the
+  latest SCAN_CAP events (`top_lists_since` says from when).
 - `scan`: any other filter (a search, an actor, read state...) groups the
   matching events among the newest SCAN_CAP events at most
   (`scanned_since` says from when, if the cap cut in); percentiles are exact.
@@ -42,7 +42,8 @@ TOP = 10
 ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
 # A scan reads at most this many of the newest events (in the filter's times).
 SCAN_CAP = 20_000
-# The top actors and entities of the rollup path count this many of the newest matching events.
+# The top actors and entities of the rollup path count this many of the newest
+# matching events, among the newest SCAN_CAP events.
 TOP_WINDOW = 10_000
 
 
@@ -174,6 +175,19 @@ def _top_lists(tenant_id: int, flt: ActivityFilter, reader, window: int) -> dict
     )
 
 
+def _top_lists_among_newest(tenant_id: int, flt: ActivityFilter) -> dict:
+    """The rollup path's top lists: the newest TOP_WINDOW matching events
+    among the newest SCAN_CAP events in the filter's times, matching or not.
+    The second bound is on rows read: a rare filter (github's failures, 0.1 %
+    of the events) otherwise walked back through the whole tenant to find
+    10,000 of its events, 525 ms at 10M."""
+    newest = _newest_boundary(tenant_id, ActivityFilter(since=flt.since, until=flt.until), None, SCAN_CAP)
+    if newest is None:
+        return _top_lists(tenant_id, flt, None, TOP_WINDOW)
+    found = _top_lists(tenant_id, replace(flt, since=max(newest, flt.since or newest)), None, TOP_WINDOW)
+    return {**found, "top_lists_since": found["top_lists_since"] or newest}
+
+
 def _newest_boundary(tenant_id: int, flt: ActivityFilter, reader, count: int) -> datetime | None:
     """occurred_at of the `count`-th newest event `flt` matches; None if there are fewer."""
     c = activities.c
@@ -290,7 +304,7 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
         by_type=counts["type"][:20], by_source=counts["source"], by_status=counts["status"],
         by_priority=counts["priority"], bucket=bucket,
         series=_series(series_rows, bucket, start, end) if total else [],
-        **_top_lists(tenant_id, flt, None, TOP_WINDOW),
+        **_top_lists_among_newest(tenant_id, flt),
         durations=_from_histogram(overall), tools=[(row[0], _from_histogram(row)) for row in tools],
         path="rollups",
     )
