@@ -155,10 +155,12 @@ def _period_start(moment, period: str, dialect: str):
     return sa.func.strftime("%Y-%m-%d %H:00:00.000000" if period == "hour" else "%Y-%m-%d 00:00:00.000000", moment)
 
 
-def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: str = "hour") -> sa.Select:
-    """Rollup rows (of `period`, hour or day) of the events in `source` (a
-    select or table with the activity columns), computed in SQL: what ingest
-    adds on PostgreSQL, `recompute` and `rebuild` store, and stats add for part-hours."""
+def per_bucket(source, dialect: str, period: str = "hour") -> sa.Select:
+    """The events in `source` (a select or table with the activity columns)
+    counted per rollup key and duration bucket: (tenant_id, <period>, type,
+    source, status, priority, tool, bucket, n, longest). `bucket` is NULL for
+    events without a duration. The first step of `grouped`; stats pivot it
+    in Python (`pivot`)."""
     c = source.c
     start = _period_start(c.occurred_at, period, dialect)
     tool = sa.case((sa.and_(c.entity_type == "tool", c.entity_id.is_not(None)), c.entity_id), else_="")
@@ -166,15 +168,42 @@ def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: s
             c.priority, tool.label("tool")]
     inner = sa.select(*keys, c.duration_ms, _bucket_of(c.duration_ms, dialect).label("bucket")).subquery("timed")
     i = inner.c
-    # Two steps: events counted per key and duration bucket (a few aggregates
-    # a row), then those few rows a key pivoted into d0..d97. Pivoting in one
-    # step tested 98 FILTERs on every event: the part-hour of a 10M tenant
-    # (15,000 events) took 30 ms, and stats group it three times.
-    per_bucket = (sa.select(i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool, i.bucket,
-                            sa.func.count().label("n"), sa.func.max(i.duration_ms).label("longest"))
-                  .group_by(i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool, i.bucket)
-                  .subquery("per_bucket"))
-    b = per_bucket.c
+    key_columns = [i.tenant_id, i[period], i.type, i.source, i.status, i.priority, i.tool, i.bucket]
+    return sa.select(*key_columns, sa.func.count().label("n"), sa.func.max(i.duration_ms).label("longest")) \
+        .group_by(*key_columns)
+
+
+def pivot(rows, period: str = "hour") -> list[dict]:
+    """`per_bucket` rows as rollup rows (key, events, timed, duration_max, d0..d97)."""
+    found: dict[tuple, dict] = {}
+    for row in rows:
+        key = tuple(row[name] for name in _KEY_NAMES[period])
+        into = found.get(key)
+        if into is None:
+            into = found[key] = {**dict(zip(_KEY_NAMES[period], key)), "shard": 0, "events": 0, "timed": 0,
+                                 "duration_max": None, **dict.fromkeys(DURATION_COLUMNS, 0)}
+        into["events"] += row["n"]
+        if row["bucket"] is not None:
+            into["timed"] += row["n"]
+            into[DURATION_COLUMNS[row["bucket"]]] += row["n"]
+            longest = row["longest"]
+            into["duration_max"] = longest if into["duration_max"] is None else max(into["duration_max"], longest)
+    return list(found.values())
+
+
+_KEY_NAMES = {period: ("tenant_id", period, "type", "source", "status", "priority", "tool") for period in ("hour", "day")}
+
+
+def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: str = "hour") -> sa.Select:
+    """Rollup rows (of `period`, hour or day) of the events in `source` (a
+    select or table with the activity columns), computed in SQL: what ingest
+    adds on PostgreSQL, `recompute` and `rebuild` store.
+
+    Two steps: events counted per key and duration bucket (`per_bucket`, a
+    few aggregates a row), then those few rows a key pivoted into d0..d97.
+    Pivoting in one step tested 98 FILTERs on every event (a 10M tenant's
+    hour is 30,000 events)."""
+    b = per_bucket(source, dialect, period).subquery("per_bucket").c
     key_columns = [b.tenant_id, b[period], b.type, b.source, b.status, b.priority, b.tool]
     shard_column = (sa.literal_column(shard) if isinstance(shard, str) else sa.literal(shard or 0)).label("shard")
 
