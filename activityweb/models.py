@@ -88,7 +88,7 @@ def utcnow() -> datetime:
 
 
 DEFAULT_RETENTION_DAYS = 365
-# A tool call's start, as the unread badge looks for them (store/reading.py `_tool_start`).
+# A tool call's start, as the header's running calls find them (store/reading.py `_tool_start`).
 TOOL_START = "entity_type = 'tool' AND status = 'started' AND correlation_id IS NOT NULL"
 # Outcomes most events have: the status index leaves them out (see Activity).
 DENSE_STATUSES = ("success", "started")
@@ -254,9 +254,15 @@ class Activity(db.Model):
                 ("session", ("session_id",)),
             )
         ),
-        # The newest tool calls' starts, which the unread badge checks for an
-        # outcome (store/reading.py): 2 % of the events, so walking the id
-        # index to them read 50 rows for each one.
+        # A tenant's events in receipt order (ids are UUIDv7, made on receipt):
+        # unread is "after the reader's cursor", and running calls are looked
+        # for among the newest starts (store/reading.py). The primary key is
+        # the id alone, so without this a tenant's "after my cursor" walked the
+        # newer events of every other tenant too.
+        sa.Index("ix_activities_received", "tenant_id", "id"),
+        # Tool calls' starts alone, newest first: the running calls the header
+        # names (store/reading.py). Neither the primary key nor the index
+        # above makes the planner stop early on them.
         sa.Index("ix_activities_tool_starts", "tenant_id", "id",
                  postgresql_where=sa.text(TOOL_START), sqlite_where=sa.text(TOOL_START)),
         # Pruning: a tenant's expired events, oldest expiry first.

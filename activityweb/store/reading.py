@@ -56,7 +56,7 @@ class Reader:
                                    read_marks.c.activity_id == c.id)
         if self.read_up_to is None:
             return ~marked
-        return sa.and_(c.id > self.read_up_to, ~marked)
+        return sa.and_(c.tenant_id == self.tenant_id, c.id > self.read_up_to, ~marked)
 
     def unread_among(self, ids: list[str]) -> set[str]:
         """Which of these events (of the reader's tenant) the reader has not read."""
@@ -130,8 +130,7 @@ def unread_count(reader: Reader) -> int:
     ).scalar_one()
 
 
-# Running calls are looked for among this many of the newest unread tool
-# starts (read through ix_activities_tool_starts).
+# Running calls are looked for among this many of the newest unread tool starts.
 RUNNING_WINDOW = 500
 
 
@@ -144,7 +143,12 @@ def unread_running_calls(reader: Reader, limit: int = 200, window: int = RUNNING
     for minutes, not across thousands of later calls, and without the bound
     a reader who had read nothing made every page check every start for an
     outcome (18 s at 10M events). A call older than that which does finish
-    counts its outcome as one more unread row."""
+    counts its outcome as one more unread row.
+
+    Read through ix_activities_tool_starts, (tenant_id, id) of the starts
+    alone: through the id-only primary key the planner walked every other
+    tenant's newer events first (100,000 of them: 370 ms); through the feed
+    index, all of this tenant's events older than a reader's cursor (4 s)."""
     c = activities.c
     starts = (sa.select(c.id, c.tenant_id, c.source, c.correlation_id, c.entity_type, c.status)
               .where(c.tenant_id == reader.tenant_id, _tool_start(), reader.unread())

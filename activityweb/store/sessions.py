@@ -42,16 +42,14 @@ HOOKS = "claude_code"
 TELEMETRY = "claude_code_otel"
 
 
-def _waiting_condition():
+def _waiting_condition(c=activities.c):
     """SQL for `lanes.is_waiting`."""
-    c = activities.c
     return sa.or_(c.type.in_(lanes.WAITING_TYPES),
                   sa.and_(c.type == "claude.notification", c.entity_id.in_(lanes.WAITING_NOTIFICATIONS)))
 
 
-def _moving_condition():
+def _moving_condition(c=activities.c):
     """SQL for `lanes.moves_on`."""
-    c = activities.c
     return sa.or_(c.type.in_(lanes.MOVING_TYPES),
                   sa.and_(c.type == "claude.notification", c.entity_id.in_(lanes.MOVING_NOTIFICATIONS)))
 
@@ -62,14 +60,17 @@ def waiting_sessions(tenant_id: int, now: datetime | None = None) -> list[lanes.
     c = activities.c
     recent = sa.and_(c.tenant_id == tenant_id, c.occurred_at >= now - NEEDS_YOU_HORIZON,
                      c.source.in_((HOOKS, TELEMETRY)), c.conversation_id.is_not(None))
+    # Waits are rare (the type index finds them); most events move a session
+    # on, so each waiting session is checked for a later one through its own
+    # events (the conversation index), not by grouping a day of every
+    # session's events (2.4 s on every page at 10M events).
     last_wait = (sa.select(c.conversation_id, sa.func.max(c.occurred_at).label("at"))
                  .where(recent, _waiting_condition()).group_by(c.conversation_id).subquery())
-    last_move = (sa.select(c.conversation_id, sa.func.max(c.occurred_at).label("at"))
-                 .where(recent, _moving_condition()).group_by(c.conversation_id).subquery())
-    candidates = [row[0] for row in db.session.execute(
-        sa.select(last_wait.c.conversation_id)
-        .outerjoin(last_move, last_move.c.conversation_id == last_wait.c.conversation_id)
-        .where(sa.or_(last_move.c.at.is_(None), last_wait.c.at >= last_move.c.at)))]
+    later = activities.alias("later").c
+    moved_on = sa.exists().where(later.tenant_id == tenant_id, later.conversation_id == last_wait.c.conversation_id,
+                                 later.source.in_((HOOKS, TELEMETRY)), later.occurred_at > last_wait.c.at,
+                                 _moving_condition(later))
+    candidates = [row[0] for row in db.session.execute(sa.select(last_wait.c.conversation_id).where(~moved_on))]
     if not candidates:
         return []
     rows = db.session.execute(
