@@ -106,6 +106,13 @@ def prune_command(tenant: str | None, batch_size: int, pause: float):
         pruned = store.prune(target.id, batch_size=batch_size, pause=pause)
         through = f", occurred up to {pruned.deleted_through:%Y-%m-%d %H:%M} UTC" if pruned.deleted_through else ""
         click.echo(f"{target.slug}: deleted {pruned.deleted} expired events in {pruned.batches} batches{through}")
+    _compact_rollups()
+
+
+def _compact_rollups() -> None:
+    days = store.compact_rollups()
+    if days:
+        click.echo(f"rollups: summed {days} ended day(s) into daily rows")
 
 
 @click.group("tokens", cls=AppGroup)
@@ -263,7 +270,14 @@ def export_command(tenant: str, fmt: str, where: str, output):
 
 @click.group("rollups", cls=AppGroup)
 def rollups_group():
-    """The hourly rollups stats read."""
+    """The hourly and daily rollups stats read."""
+
+
+@rollups_group.command("compact")
+def rollups_compact():
+    """Sum the hourly rollups of every day that has ended into daily rows
+    (stats and `flask prune` do this when due; this does it now)."""
+    _compact_rollups()
 
 
 @rollups_group.command("rebuild")

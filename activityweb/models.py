@@ -428,11 +428,23 @@ class ActivityRollup(db.Model):
 
 
 class ActivityRollupDaily(db.Model):
-    """The same counts per UTC day (migration 0015), kept beside the hourly
-    ones by the same writers: a range of whole days reads a row per day and
-    key, about 20 times fewer rows than its hours."""
+    """The same counts per UTC day (migration 0015) for the days before
+    `RollupState.daily_before`: a range of whole days reads a row per day and
+    key, about 20 times fewer rows than its hours. A day's rows are summed
+    from its hours once the day is over (`store.rollups.compact`); after
+    that writers add a late event to both."""
 
     __table__ = _rollup_table("activity_rollups_daily", "day")
+
+
+class RollupState(db.Model):
+    """One row: the daily rollups hold every day before `daily_before` (the
+    start of a UTC day); the days from it on are read from the hourly rows."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    daily_before: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SavedView(db.Model):

@@ -90,10 +90,16 @@ def rollup_rows(app, table=rollups.rollups) -> dict:
 
 
 def assert_days_sum_their_hours(app) -> None:
-    """Every daily row is its hours' rows added up (the maximum by max)."""
+    """Every daily row is its hours' rows added up (the maximum by max), for
+    every compacted day; the days after have none."""
+    with app.app_context():
+        marker = rollups.daily_before(db.session.connection())
+        db.session.rollback()
     days: dict = {}
     for (tenant, hour, *rest), (events, timed, longest, *buckets) in rollup_rows(app).items():
         day = rollups.truncate_day(hour if hour.tzinfo else hour.replace(tzinfo=timezone.utc))
+        if day >= marker:
+            continue
         key = (tenant, day, *rest)
         was = days.get(key)
         days[key] = (events, timed, longest, *buckets) if was is None else (
@@ -135,6 +141,48 @@ def test_daily_rollups_equal_a_scan_by_the_day(app, client, auth_headers, query)
     rolled, scanned = stats_pair(app, query, "day")
     assert rolled.bucket == "day" and rolled.total > 0
     assert_same(rolled, scanned, query)
+
+
+def test_days_are_compacted_once_over_and_late_events_still_count(app, client, auth_headers, monkeypatch):
+    """With the marker moved back, the later days' events go to the hourly
+    rows only and stats by the day read those days' hours; compacting sums
+    them into daily rows and moves the marker; an event then posted into a
+    compacted day is added to its daily rows by the writer; and a stats read
+    compacts what has ended since."""
+    from activityweb.store import stats
+
+    monkeypatch.setattr(stats, "compact_if_due", lambda: None)  # compacted by hand below
+    with app.app_context():
+        db.session.execute(sa.update(rollups.rollup_state).values(daily_before=START + timedelta(days=1, hours=-6)))
+        db.session.commit()
+    post(client, auth_headers, corpus(300, hours=4 * 24))
+    with app.app_context():
+        d = rollups.daily_rollups.c
+        assert db.session.execute(sa.select(sa.func.max(d.day))).scalar().day == 20  # only the 20th is compacted
+        db.session.rollback()
+    assert_days_sum_their_hours(app)
+    for query in DAY_FILTERS[:3]:
+        assert_same(*stats_pair(app, query, "day"), query)
+    with app.app_context():
+        assert rollups.compact(db.session.connection(), now=START + timedelta(days=3, hours=5)) == 2
+        db.session.commit()
+        assert rollups.compact(db.session.connection(), now=START + timedelta(days=3, hours=6)) == 0
+        marker = rollups.daily_before(db.session.connection())
+        db.session.rollback()
+    assert marker == datetime(2026, 11, 23, tzinfo=timezone.utc)
+    assert_days_sum_their_hours(app)
+    late = event(title="late", source_id="late-1", type="lead.new", source="hubspot", duration_ms=40,
+                 occurred_at=(START + timedelta(days=1, hours=3)).isoformat())
+    post(client, auth_headers, [late])
+    assert_days_sum_their_hours(app)
+    for query in DAY_FILTERS:
+        assert_same(*stats_pair(app, query, "day"), query)
+    monkeypatch.undo()
+    assert_same(*stats_pair(app, "", "day"))
+    with app.app_context():
+        assert rollups.daily_before(db.session.connection()) == rollups.truncate_day(datetime.now(timezone.utc))
+        db.session.rollback()
+    assert_days_sum_their_hours(app)
 
 
 def test_a_series_by_the_day_reads_the_daily_rows(app, client, auth_headers):
@@ -325,3 +373,22 @@ def test_the_migration_rolls_up_the_events_already_stored(backend, tmp_path, req
             assert "activity_rollups" not in sa.inspect(db.engine).get_table_names()
             db.session.remove()
             db.engine.dispose()
+
+
+def test_the_compact_command_and_prune_sum_ended_days(app, client, auth_headers, runner):
+    post(client, auth_headers, corpus(100, hours=3 * 24))
+    with app.app_context():
+        db.session.execute(sa.update(rollups.rollup_state).values(daily_before=START.replace(hour=0)))
+        db.session.execute(sa.delete(rollups.daily_rollups))
+        db.session.commit()
+    result = runner.invoke(args=["rollups", "compact"])
+    assert result.exit_code == 0 and "rollups: summed 13 ended day(s) into daily rows" in result.output, result.output
+    assert_days_sum_their_hours(app)
+    assert "rollups:" not in runner.invoke(args=["rollups", "compact"]).output  # nothing left to do
+    with app.app_context():
+        db.session.execute(sa.update(rollups.rollup_state).values(daily_before=START.replace(hour=0)))
+        db.session.execute(sa.delete(rollups.daily_rollups))
+        db.session.commit()
+    result = runner.invoke(args=["prune"])
+    assert result.exit_code == 0 and "rollups: summed 13 ended day(s)" in result.output, result.output
+    assert_days_sum_their_hours(app)

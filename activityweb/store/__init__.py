@@ -50,6 +50,7 @@ from .ingest import IngestBatcher, Stored, add_activities, write_activities
 from .reading import (UNREAD_COUNT_CAP, Reader, mark_all_read, mark_call_read, mark_read, reader_of, start_reading,
                       unread_count, unread_running_calls)
 from . import replay
+from .rollups import compact_rollups
 from .rollups import rebuild as rebuild_rollups
 from .retention import PRUNE_BATCH, Pruned, last_prune, prune, retention_periods, set_retention
 from .saved_views import delete_view, hold_secret, save_view, saved_views, saved_views_max, take_secret
@@ -65,7 +66,7 @@ __all__ = [
     "bulk_load", "ConversationPage", "ConversationQuery", "conversation", "conversation_names", "conversation_projects",
     "list_conversations", "conversation_timeline", "count_activities", "dialect", "get_activity",
     "init_app", "last_prune", "list_activities", "mark_all_read", "mark_call_read", "mark_read", "occurred_times",
-    "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "release",
+    "prune", "public", "read_cursors", "read_marks", "reader_of", "rebuild_rollups", "compact_rollups", "release",
     "replay", "start_reading",
     "retention_periods", "set_retention", "delete_view", "hold_secret", "save_view", "saved_views", "saved_views_max",
     "take_secret", "stream_activities", "unread_count", "unread_running_calls", "write_activities",

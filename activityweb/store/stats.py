@@ -28,7 +28,10 @@ from ..filters import ActivityFilter
 from .database import dialect
 from .filtering import apply_filter
 from .reading import Reader
-from .rollups import DAY, HOUR, PERIOD, daily_rollups, per_bucket, pivot, rollups, truncate_day, truncate_hour
+from .rollups import (
+    DAY, HOUR, PERIOD, compact_if_due, daily_before, daily_rollups, per_bucket, pivot, rollups, truncate_day,
+    truncate_hour,
+)
 from .tables import activities
 from ..models import DURATION_BOUNDS, DURATION_COLUMNS
 
@@ -243,9 +246,14 @@ def _picked_rollups(tenant_id: int, flt: ActivityFilter, *, daily: bool = False)
     ends = [(a, b) for a, b in ((flt.since, low), (high, flt.until)) if a and b and a < b]
     day_low = _ceil_day(low) if (daily and low) else None
     day_high = truncate_day(high) if (daily and high) else None
+    if daily:  # the days from the marker on are not compacted yet: their hours are read instead
+        marker = daily_before(db.session.connection())
+        day_high = min(day_high, marker) if day_high else marker
     if daily and not (day_low and day_high and day_low >= day_high):
         parts.append(_stored_rows(daily_rollups, tenant_id, flt, day_low, day_high))
-        hours = [(a, b) for a, b in ((low, day_low), (day_high, high)) if a and b and a < b]
+        hours = [(low, day_low)] if low and day_low and low < day_low else []
+        if day_high and (high is None or day_high < high):
+            hours.append((day_high, high))
     else:
         hours = [(low, high)]
     parts.extend(_stored_rows(rollups, tenant_id, flt, a, b) for a, b in hours)
@@ -277,6 +285,7 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     start, end = flt.since or first_at, flt.until or last_at
     bucket = _bucket_for(bucket, start, end)
     if bucket != "hour":  # a series by the day: whole days from the daily rows
+        compact_if_due()
         p, _ = _picked_rollups(tenant_id, flt, daily=True)
     dims = ("type", "source", "status", "priority")
     counted: dict[str, dict] = {name: {} for name in dims}
