@@ -88,8 +88,8 @@ def utcnow() -> datetime:
 
 
 DEFAULT_RETENTION_DAYS = 365
-# A tool call's start, as the header's running calls find them (store/reading.py `_tool_start`).
-TOOL_START = "entity_type = 'tool' AND status = 'started' AND correlation_id IS NOT NULL"
+_TOOL_START = sa.and_(  # a tool call's start, as the header's running calls find them (store/reading.py)
+    sa.column("entity_type") == "tool", sa.column("status") == "started", sa.column("correlation_id").is_not(None))
 # Outcomes most events have: the status index leaves them out (see Activity).
 DENSE_STATUSES = ("success", "started")
 
@@ -228,9 +228,7 @@ class Activity(db.Model):
         # stores it once per run (btree deduplication, ~9 B an event instead
         # of ~80), and a run is sorted in memory.
         sa.Index("ix_activities_type", "tenant_id", "type", "occurred_at"),
-        # A rare source (1 % of the events) behind a common one: without an index
-        # ending in occurred_at its page walked the feed index past ~40,000
-        # rows, or sorted every row of the source (243 ms at 10M).
+        # A rare source's page, without walking the feed past the common ones (migration 0014).
         sa.Index("ix_activities_source", "tenant_id", "source", "occurred_at"),
         sa.Index("ix_activities_status", "tenant_id", "status", "occurred_at",
                  postgresql_where=sa.column("status").not_in(DENSE_STATUSES),
@@ -254,17 +252,11 @@ class Activity(db.Model):
                 ("session", ("session_id",)),
             )
         ),
-        # A tenant's events in receipt order (ids are UUIDv7, made on receipt):
-        # unread is "after the reader's cursor", and running calls are looked
-        # for among the newest starts (store/reading.py). The primary key is
-        # the id alone, so without this a tenant's "after my cursor" walked the
-        # newer events of every other tenant too.
+        # The header's unread count (ids after the cursor) and running calls (tool
+        # starts): not through the id-only primary key, across tenants (migration 0016).
         sa.Index("ix_activities_received", "tenant_id", "id"),
-        # Tool calls' starts alone, newest first: the running calls the header
-        # names (store/reading.py). Neither the primary key nor the index
-        # above makes the planner stop early on them.
-        sa.Index("ix_activities_tool_starts", "tenant_id", "id",
-                 postgresql_where=sa.text(TOOL_START), sqlite_where=sa.text(TOOL_START)),
+        sa.Index("ix_activities_tool_starts", "tenant_id", "id", postgresql_where=_TOOL_START,
+                 sqlite_where=_TOOL_START),
         # Pruning: a tenant's expired events, oldest expiry first.
         sa.Index("ix_activities_expiry", "tenant_id", "expires_at"),
         # Live delivery and replay: a tenant's events after a position, in commit order.
@@ -428,18 +420,13 @@ class ActivityRollup(db.Model):
 
 
 class ActivityRollupDaily(db.Model):
-    """The same counts per UTC day (migration 0015) for the days before
-    `RollupState.daily_before`: a range of whole days reads a row per day and
-    key, about 20 times fewer rows than its hours. A day's rows are summed
-    from its hours once the day is over (`store.rollups.compact`); after
-    that writers add a late event to both."""
+    """The same counts per UTC day, for the days before `RollupState.daily_before`."""
 
     __table__ = _rollup_table("activity_rollups_daily", "day")
 
 
 class RollupState(db.Model):
-    """One row: the daily rollups hold every day before `daily_before` (the
-    start of a UTC day); the days from it on are read from the hourly rows."""
+    """One row: the daily rollups hold every (UTC) day before `daily_before`."""
 
     __tablename__ = "rollup_state"
 

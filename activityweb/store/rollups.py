@@ -211,7 +211,8 @@ def pivot(rows, period: str = "hour") -> list[dict]:
     return list(found.values())
 
 
-_KEY_NAMES = {period: ("tenant_id", period, "type", "source", "status", "priority", "tool") for period in ("hour", "day")}
+_KEY_NAMES = {period: ("tenant_id", period, "type", "source", "status", "priority", "tool")
+              for period in ("hour", "day")}
 
 
 def grouped(source, dialect: str, *, shard=None, ordered: bool = True, period: str = "hour") -> sa.Select:
@@ -341,7 +342,8 @@ def _recompute_days(conn, tenant_id: int | None, days=None, *, since: datetime |
             return
         scope.append(d.day.in_(days))
         hourly.append(sa.or_(*(sa.and_(r.hour >= day, r.hour < day + DAY) for day in days)))
-    keys = [r.tenant_id, _period_start(r.hour, "day", dialect).label("day"), r.type, r.source, r.status, r.priority, r.tool]
+    keys = [r.tenant_id, _period_start(r.hour, "day", dialect).label("day"), r.type, r.source, r.status, r.priority,
+            r.tool]
     sums = [sa.func.sum(r.events), sa.func.sum(r.timed), sa.func.max(r.duration_max),
             *(sa.func.sum(r[name]) for name in DURATION_COLUMNS)]
     conn.execute(sa.delete(daily_rollups).where(*scope))

@@ -25,7 +25,9 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from ..errors import InvalidQuery
 from ..extensions import db
 from ..filters import ActivityFilter
+from ..models import DURATION_COLUMNS
 from .database import dialect
+from .durations import TOP, Durations, from_histogram, summarize, tool_durations
 from .filtering import apply_filter
 from .reading import Reader
 from .rollups import (
@@ -33,14 +35,12 @@ from .rollups import (
     truncate_hour,
 )
 from .tables import activities
-from ..models import DURATION_BOUNDS, DURATION_COLUMNS
 
 
 # Time series points at most; a finer bucket over a longer span is refused.
 MAX_BUCKETS = 2000
 # An automatic bucket is an hour up to this span, a day beyond it.
 HOURLY_UP_TO = timedelta(days=3)
-TOP = 10
 # The filter fields the rollups can answer (names of `filters.ActivityFilter`).
 ROLLUP_FIELDS = frozenset({"type", "source", "status", "priority", "since", "until"})
 # A scan reads at most this many of the newest events (in the filter's times).
@@ -48,17 +48,6 @@ SCAN_CAP = 20_000
 # The top actors and entities of the rollup path count this many of the newest
 # matching events, among the newest SCAN_CAP events.
 TOP_WINDOW = 10_000
-
-
-@dataclass
-class Durations:
-    """`duration_ms` of some events: how many have one, p50 and p95
-    (interpolated, as PostgreSQL's percentile_cont), the longest."""
-
-    count: int
-    p50: float | None
-    p95: float | None
-    max: int | None
 
 
 @dataclass
@@ -140,8 +129,8 @@ def activity_stats(tenant_id: int, flt: ActivityFilter, bucket: str = "auto", re
         by_type=counts(c.type, 20), by_source=counts(c.source), by_status=counts(c.status),
         by_priority=counts(c.priority), bucket=bucket, series=series,
         **_top_lists(tenant_id, flt, reader, SCAN_CAP),
-        durations=_durations(matching(c.duration_ms).where(c.duration_ms.is_not(None))),
-        tools=_tool_durations(matching), path="scan", scanned_since=scanned_since,
+        durations=summarize(matching(c.duration_ms).where(c.duration_ms.is_not(None))),
+        tools=tool_durations(matching), path="scan", scanned_since=scanned_since,
     )
 
 
@@ -341,7 +330,7 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
         by_priority=counts["priority"], bucket=bucket,
         series=_series(series_rows, bucket, start, end) if total else [],
         **_top_lists_among_newest(tenant_id, flt),
-        durations=_from_histogram(overall), tools=[(row[0], _from_histogram(row)) for row in tools],
+        durations=from_histogram(overall), tools=[(row[0], from_histogram(row)) for row in tools],
         path="rollups",
     )
 
@@ -366,38 +355,6 @@ def _first_and_last(tenant_id: int, flt: ActivityFilter, first_hour, last_hour):
 
     return db.session.execute(sa.select(within(first_hour, c.occurred_at),
                                         within(last_hour, c.occurred_at.desc()))).one()
-
-
-def _from_histogram(row) -> Durations:
-    """Durations from a histogram row (label, count, max, d0..d97): p50 and
-    p95 interpolated like percentile_cont between ranks, each rank's value
-    placed log-uniformly within its bucket."""
-    _, count, longest, *buckets = row
-    count = int(count or 0)
-    if not count:
-        return Durations(0, None, None, None)
-    buckets = [int(b or 0) for b in buckets]
-
-    def value_at(index: int) -> float:
-        seen = 0
-        for k, in_bucket in enumerate(buckets):
-            if index < seen + in_bucket:
-                if k == 0:
-                    return 0.0
-                low = DURATION_BOUNDS[k - 1]
-                high = min(DURATION_BOUNDS[k] - 1 if k < len(DURATION_BOUNDS) else longest, longest)
-                if high <= low:
-                    return float(low)
-                return low * (high / low) ** ((index - seen + 0.5) / in_bucket)
-            seen += in_bucket
-        return float(longest)
-
-    def percentile(p: float) -> float:
-        rank = p * (count - 1)
-        low, high = value_at(int(rank)), value_at(min(int(rank) + 1, count - 1))
-        return low + (high - low) * (rank - int(rank))
-
-    return Durations(count, _ms(percentile(0.5)), _ms(percentile(0.95)), longest)
 
 
 def _as_text(moment):
@@ -454,69 +411,3 @@ def _series(rows, bucket: str, start: datetime, end: datetime) -> list[SeriesPoi
         point.failed += int(failed or 0)
         point.by_source[source] = point.by_source.get(source, 0) + int(count)
     return sorted(points.values(), key=lambda p: p.at)
-
-
-def _durations(values) -> Durations:
-    """Summary of a one-column select of non-null `duration_ms`.
-
-    PostgreSQL computes percentile_cont; SQLite has none, so the two values
-    around each rank are read with ORDER BY ... LIMIT 2 OFFSET and
-    interpolated the same way (no value list is held in memory).
-    """
-    column = values.selected_columns[0]
-    summary = values.with_only_columns(sa.func.count(), sa.func.max(column))
-    if dialect() == "postgresql":
-        count, longest, p50, p95 = db.session.execute(summary.add_columns(
-            sa.func.percentile_cont(0.5).within_group(column), sa.func.percentile_cont(0.95).within_group(column))).one()
-        return Durations(count, _ms(p50), _ms(p95), longest)
-    count, longest = db.session.execute(summary).one()
-
-    def percentile(p: float) -> float | None:
-        if not count:
-            return None
-        rank = p * (count - 1)
-        around = db.session.execute(values.order_by(column).limit(2).offset(int(rank))).scalars().all()
-        low, high = around[0], around[-1]
-        return low + (high - low) * (rank - int(rank))
-
-    return Durations(count, _ms(percentile(0.5)), _ms(percentile(0.95)), longest)
-
-
-def _tool_durations(matching) -> list[tuple[str, Durations]]:
-    """`Durations` of the TOP most timed tools, in one grouped query
-    (PostgreSQL), or two on SQLite: the counts, then only the rows at the
-    ranks the percentiles need, numbered per tool by a window function."""
-    c = activities.c
-    timed = matching(c.entity_id).where(c.entity_type == "tool", c.duration_ms.is_not(None))
-    grouped = (timed.add_columns(sa.func.count().label("n"), sa.func.max(c.duration_ms))
-               .group_by(c.entity_id).order_by(sa.desc("n"), c.entity_id).limit(TOP))
-    if dialect() == "postgresql":
-        rows = db.session.execute(grouped.add_columns(
-            sa.func.percentile_cont(0.5).within_group(c.duration_ms),
-            sa.func.percentile_cont(0.95).within_group(c.duration_ms)))
-        return [(tool, Durations(n, _ms(p50), _ms(p95), longest)) for tool, n, longest, p50, p95 in rows]
-    tops = db.session.execute(grouped).all()
-    if not tops:
-        return []
-    wanted = {(tool, rank) for tool, n, _ in tops for p in (0.5, 0.95)
-              for rank in (int(p * (n - 1)) + 1, min(int(p * (n - 1)) + 2, n))}
-    ranked = timed.where(c.entity_id.in_([tool for tool, _, _ in tops])).add_columns(
-        c.duration_ms, sa.func.row_number().over(partition_by=c.entity_id, order_by=c.duration_ms).label("rank"),
-    ).subquery()
-    at = {(tool, rank): value for tool, value, rank in db.session.execute(
-        sa.select(ranked.c.entity_id, ranked.c.duration_ms, ranked.c.rank)
-        .where(sa.tuple_(ranked.c.entity_id, ranked.c.rank).in_(sorted(wanted))))}
-
-    def percentile(tool: str, n: int, p: float) -> float:
-        rank = p * (n - 1)
-        low, high = at[(tool, int(rank) + 1)], at[(tool, min(int(rank) + 2, n))]
-        return low + (high - low) * (rank - int(rank))
-
-    return [(tool, Durations(n, _ms(percentile(tool, n, 0.5)), _ms(percentile(tool, n, 0.95)), longest))
-            for tool, n, longest in tops]
-
-
-def _ms(value: float | None) -> float | None:
-    """Interpolated milliseconds, to the microsecond (both databases agree to there)."""
-    return None if value is None else round(value, 3)
-
