@@ -99,7 +99,7 @@ class Tally:
             row[2] = duration if row[2] is None else max(row[2], duration)
             row[3 + duration_bucket(duration)] += 1
 
-    def params(self, shard: int = 0, table=None, before: datetime | None = None) -> list[dict]:
+    def params(self, shard: int = 0, table=rollups, before: datetime | None = None) -> list[dict]:
         """One parameter set per row of `table` (the hourly rollups, or the
         daily for the days before `before`), in key order (concurrent upserts
         lock rows in one order)."""
@@ -110,16 +110,18 @@ class Tally:
                 if before is not None and hour >= before:
                     continue
                 key = (tenant, hour.replace(hour=0), *rest)
-                rows[key] = _merged(rows[key], values) if key in rows else values
-        names = _key(table if table is not None else rollups)
+                rows[key] = added(rows[key], values) if key in rows else values
+        names = _key(table)
         return [{**dict(zip(names, (*key, shard))), **dict(zip(_VALUE_COLUMNS, values))}
                 for key, values in sorted(rows.items(), key=lambda kv: kv[0])]
 
 
-def _merged(a: list, b: list) -> list:
-    """Two rows' values (events, timed, duration_max, d0, ...) as one."""
-    longest = b[2] if a[2] is None else a[2] if b[2] is None else max(a[2], b[2])
-    return [a[0] + b[0], a[1] + b[1], longest, *(x + y for x, y in zip(a[3:], b[3:]))]
+def added(a: list, b: list, longest: int = 2) -> list:
+    """Two rows' values as one: (events, timed, duration_max, d0, ...) by
+    default; each adds but the duration maximum at `longest`, which takes the
+    larger (None is no duration)."""
+    return [x + y if i != longest else (y if x is None else x if y is None else max(x, y))
+            for i, (x, y) in enumerate(zip(a, b))]
 
 
 def _key(table) -> list[str]:
@@ -155,9 +157,9 @@ def add_tally(conn, tally: Tally) -> None:
 
 
 def daily_before(conn) -> datetime:
-    """The daily rollups hold every day before this (the start of a UTC day)."""
-    marker = conn.execute(sa.select(rollup_state.c.daily_before).where(rollup_state.c.id == 1)).scalar()
-    return marker if marker is not None else datetime.min.replace(tzinfo=timezone.utc)
+    """The daily rollups hold every day before this (the start of a UTC day;
+    migration 0015 writes the one row)."""
+    return conn.execute(sa.select(rollup_state.c.daily_before).where(rollup_state.c.id == 1)).scalar_one()
 
 
 def _bucket_of(duration, dialect: str):
@@ -368,12 +370,9 @@ def compact(conn, now: datetime | None = None) -> int:
     since = daily_before(conn)  # again, under the locks: another compaction may have run
     if since >= today:
         return 0
-    first = conn.execute(sa.select(sa.func.min(rollups.c.hour)).where(rollups.c.hour >= since,
-                                                                       rollups.c.hour < today)).scalar()
-    if first is not None:
-        _recompute_days(conn, None, since=since, until=today)
+    _recompute_days(conn, None, since=since, until=today)
     conn.execute(sa.update(rollup_state).where(rollup_state.c.id == 1).values(daily_before=today))
-    return (today - since).days if since.year > 1 else 0
+    return (today - since).days
 
 
 def compact_rollups() -> int:
@@ -385,12 +384,16 @@ def compact_rollups() -> int:
     return days
 
 
-def compact_if_due() -> None:
-    """`compact_rollups` if a day has ended since the last compaction (stats by the day ask)."""
+def compact_if_due() -> datetime:
+    """`compact_rollups` if a day has ended since the last compaction (stats
+    by the day ask); returns the marker, as `daily_before` would."""
     from ..extensions import db
 
-    if daily_before(db.session.connection()) < truncate_day(utcnow()):
+    marker, today = daily_before(db.session.connection()), truncate_day(utcnow())
+    if marker < today:
         compact_rollups()
+        marker = daily_before(db.session.connection())
+    return marker
 
 
 def rebuild(tenant_id: int | None = None) -> int:

@@ -31,8 +31,7 @@ from .durations import TOP, Durations, from_histogram, summarize, tool_durations
 from .filtering import apply_filter
 from .reading import Reader
 from .rollups import (
-    DAY, HOUR, PERIOD, compact_if_due, daily_before, daily_rollups, per_bucket, pivot, rollups, truncate_day,
-    truncate_hour,
+    DAY, HOUR, PERIOD, added, compact_if_due, daily_rollups, per_bucket, pivot, rollups, truncate_day, truncate_hour,
 )
 from .tables import activities
 
@@ -221,12 +220,14 @@ def _stored_rows(table, tenant_id: int, flt: ActivityFilter, low: datetime | Non
                    *([period >= low] if low else []), *([period < high] if high else [])))
 
 
-def _picked_rollups(tenant_id: int, flt: ActivityFilter, *, daily: bool = False):
+def _picked_rollups(tenant_id: int, flt: ActivityFilter, *, daily_before: datetime | None = None):
     """The stored rollup rows of what `flt` matches (a subquery, or None if
     there are none to read) and the part-hours at its ends, as (since, until)
     pairs to group from the events. The stored rows are its whole hours;
-    `daily`: its whole days from the daily rows, the hours left at either end
-    from the hourly (a series by the hour cannot use them)."""
+    with `daily_before` (the compaction marker), its whole days before it from
+    the daily rows and the hours left from the hourly (a series by the hour
+    cannot use days)."""
+    daily = daily_before is not None
     low = _ceil_hour(flt.since) if flt.since else None
     high = truncate_hour(flt.until) if flt.until else None
     parts = []
@@ -236,8 +237,7 @@ def _picked_rollups(tenant_id: int, flt: ActivityFilter, *, daily: bool = False)
     day_low = _ceil_day(low) if (daily and low) else None
     day_high = truncate_day(high) if (daily and high) else None
     if daily:  # the days from the marker on are not compacted yet: their hours are read instead
-        marker = daily_before(db.session.connection())
-        day_high = min(day_high, marker) if day_high else marker
+        day_high = min(day_high, daily_before) if day_high else daily_before
     if daily and not (day_low and day_high and day_low >= day_high):
         parts.append(_stored_rows(daily_rollups, tenant_id, flt, day_low, day_high))
         hours = [(low, day_low)] if low and day_low and low < day_low else []
@@ -274,8 +274,7 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     start, end = flt.since or first_at, flt.until or last_at
     bucket = _bucket_for(bucket, start, end)
     if bucket != "hour":  # a series by the day: whole days from the daily rows
-        compact_if_due()
-        p, _ = _picked_rollups(tenant_id, flt, daily=True)
+        p, _ = _picked_rollups(tenant_id, flt, daily_before=compact_if_due())
     dims = ("type", "source", "status", "priority")
     counted: dict[str, dict] = {name: {} for name in dims}
     series_rows = []
@@ -319,7 +318,7 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
     for row in extra:
         if row["timed"]:
             values = [row["timed"], row["duration_max"], *(row[name] for name in DURATION_COLUMNS)]
-            by_tool[row["tool"]] = _histograms_added(by_tool[row["tool"]], values) if row["tool"] in by_tool else values
+            by_tool[row["tool"]] = added(by_tool[row["tool"]], values, longest=1) if row["tool"] in by_tool else values
     rows = [(tool, *values) for tool, values in by_tool.items()]
     overall = [None, sum(row[1] for row in rows), max((row[2] for row in rows), default=None),
                *(sum(column) for column in zip(*(row[3:] for row in rows)))]
@@ -333,12 +332,6 @@ def _from_rollups(tenant_id: int, flt: ActivityFilter, bucket: str) -> Stats:
         durations=from_histogram(overall), tools=[(row[0], from_histogram(row)) for row in tools],
         path="rollups",
     )
-
-
-def _histograms_added(a: list, b: list) -> list:
-    """Two histogram rows' values (timed, max, d0, ...) added up."""
-    longest = b[1] if a[1] is None else a[1] if b[1] is None else max(a[1], b[1])
-    return [a[0] + b[0], longest, *(x + y for x, y in zip(a[2:], b[2:]))]
 
 
 def _first_and_last(tenant_id: int, flt: ActivityFilter, first_hour, last_hour):
