@@ -100,7 +100,10 @@ def tenants_retention(slug: str, days: int, restamp: bool):
 @click.option("--pause", default=0.0, show_default=True, type=click.FloatRange(0, 60),
               help="Seconds to rest between batches, to leave the database to others.")
 def prune_command(tenant: str | None, batch_size: int, pause: float):
-    """Delete expired events (see `flask tenants retention`), in small batches."""
+    """Delete expired events (see `flask tenants retention`): on PostgreSQL whole
+    months first, once every event in them has expired, then the rest in small batches."""
+    if not tenant:
+        _drop_expired_partitions()
     targets = [_tenant_or_fail(tenant)] if tenant else store.list_tenants()
     for target in targets:
         pruned = store.prune(target.id, batch_size=batch_size, pause=pause)
@@ -113,6 +116,39 @@ def _compact_rollups() -> None:
     days = store.compact_rollups()
     if days:
         click.echo(f"rollups: summed {days} ended day(s) into daily rows")
+
+
+def _drop_expired_partitions() -> None:
+    for dropped in store.partitions.drop_expired():
+        click.echo(f"dropped partition {dropped.name}: {dropped.events} expired events")
+
+
+@click.group("partitions", cls=AppGroup)
+def partitions_group():
+    """PostgreSQL's monthly partitions of the events (nothing to do on SQLite)."""
+
+
+@partitions_group.command("ensure")
+def partitions_ensure():
+    """Make the months ahead now (ingest and `flask prune` do it when due)."""
+    made = store.partitions.ensure()
+    click.echo(f"made {', '.join(made)}" if made else "every month ahead exists")
+
+
+@partitions_group.command("list")
+def partitions_list():
+    """Each partition, its range and its size."""
+    for part, events, size in store.partitions.describe():
+        span = "default" if part.end is None else f"{part.start:%Y-%m-%d}" if part.start else "..."
+        if part.end is not None:
+            span += f" to {part.end:%Y-%m-%d}"
+        click.echo(f"{part.name}\t{span}\t~{events} events\t{size}")
+
+
+@partitions_group.command("drop-expired")
+def partitions_drop_expired():
+    """Drop each month whose every event has expired (`flask prune` does this first)."""
+    _drop_expired_partitions()
 
 
 @click.group("tokens", cls=AppGroup)
@@ -293,5 +329,5 @@ def rollups_rebuild(tenant: str | None):
 
 def register_commands(app: Flask) -> None:
     for command in (seed_command, tenants_group, tokens_group, users_group, integrations_group, claude_code_group,
-                    export_command, prune_command, rollups_group):
+                    export_command, prune_command, rollups_group, partitions_group):
         app.cli.add_command(command)

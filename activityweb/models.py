@@ -13,11 +13,8 @@ from .extensions import db
 
 
 class UTCDateTime(sa.TypeDecorator):
-    """Timezone-aware UTC datetimes on both databases.
-
-    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are
-    stored as naive UTC text (which sorts correctly) and come back tagged UTC.
-    """
+    """Timezone-aware UTC datetimes on both databases. PostgreSQL stores `timestamptz`; SQLite has
+    no time zones, so values are stored as naive UTC text (which sorts correctly) and come back UTC."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -210,17 +207,15 @@ class Activity(db.Model):
     txid: Mapped[int] = mapped_column(TxidType)
 
     __table_args__ = (
-        # The idempotency key (CloudEvents: source + id), per tenant.
+        # The idempotency key (CloudEvents: source + id), per tenant; on PostgreSQL in activity_keys (0017).
         sa.UniqueConstraint("tenant_id", "source", "source_id", name="uq_activities_source"),
         # Feed order: (occurred_at DESC, id DESC) within a tenant; btrees scan backwards.
         sa.Index("ix_activities_feed", "tenant_id", "occurred_at", "id"),
         # Why each index stays: measured with EXPLAIN at 1M events (bench/scale.py
         # prints the plans), each serves a filter of the feed or a read no other
-        # index does. A selective filter's index ends in occurred_at, so its page
-        # is an index range scan that stops after `limit` rows (ties on
-        # occurred_at go in id order by an incremental sort). Every index costs
-        # each insert and about 40 B an event, so dense filters use the feed
-        # index and stop as soon as a page is full: environment and project
+        # index does. A selective filter's index ends in occurred_at: its page is a range scan that stops
+        # after `limit` rows. Every index costs each insert and ~40 B an event, so dense filters use the
+        # feed index and stop as soon as a page is full: environment and project
         # (a handful of values each), priority `normal` and status
         # `success`/`started` (most events). The rare values of priority and
         # status get small partial indexes. Conversations, sessions and
@@ -252,8 +247,8 @@ class Activity(db.Model):
                 ("session", ("session_id",)),
             )
         ),
-        # The header's unread count (ids after the cursor) and running calls (tool
-        # starts): not through the id-only primary key, across tenants (migration 0016).
+        # The header's unread count and running calls (ids after the cursor), per tenant (0016); on
+        # PostgreSQL the primary key (tenant_id, id, occurred_at) serves it (0017).
         sa.Index("ix_activities_received", "tenant_id", "id"),
         sa.Index("ix_activities_tool_starts", "tenant_id", "id", postgresql_where=_TOOL_START,
                  sqlite_where=_TOOL_START),
@@ -271,14 +266,17 @@ class Activity(db.Model):
     )
 
 
-# Full-text search objects are made by hand in the migrations (they differ by
-# database); they are not in the models, and autogenerate must leave them be.
-# So is SQLite's `live_clock` (migration 0007; store/ingest.py).
+# Made by hand in the migrations, not in the models, so autogenerate leaves them be: full-text search
+# (it differs by database), SQLite's `live_clock` (0007) and PostgreSQL's time partitions and
+# idempotency keys (0017), which replace the unique constraint and the receipt-order index there.
 HAND_MADE_SCHEMA = frozenset({"live_clock", "search_vector", "activities_fts", "ix_activities_search",
-                              "ix_activities_tags"})
+                              "ix_activities_tags", "activity_keys"})
+NOT_ON_POSTGRESQL = frozenset({"uq_activities_source", "ix_activities_received"})
 
 
-def include_in_autogenerate(obj, name, type_, reflected, compare_to) -> bool:
+def include_in_autogenerate(obj, name, type_, reflected, compare_to, dialect: str = "sqlite") -> bool:
+    if dialect == "postgresql" and (name in NOT_ON_POSTGRESQL or (name or "").startswith("activities_")):
+        return False  # the partitions, and what migration 0017 replaced
     return not (name in HAND_MADE_SCHEMA or (name or "").startswith("activities_fts"))
 
 
@@ -313,9 +311,9 @@ class ReadMark(db.Model):
 
     tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     reader: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    activity_id: Mapped[str] = mapped_column(
-        IdType, sa.ForeignKey("activities.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key: a partitioned `activities` (migration 0017) has no
+    # unique id alone to refer to. Retention deletes the marks it orphans.
+    activity_id: Mapped[str] = mapped_column(IdType, primary_key=True)
 
     # Deleting an activity (retention) finds its marks through this.
     __table_args__ = (sa.Index("ix_read_marks_activity", "activity_id"),)

@@ -172,20 +172,28 @@ def batch_ingest(session: requests.Session, base: str, seconds: float = 8.0) -> 
 
 
 def storage(url: str, reindex: bool = False) -> dict:
-    """Bytes per event of the table, its indexes and the rollups; `reindex`
-    first packs the indexes (seeding in random time order leaves them ~70 % full)."""
+    """Bytes per event of the table (its partitions summed), its indexes, the
+    idempotency keys (a table of their own once partitioned) and the rollups;
+    `reindex` first packs the indexes (seeding in random time order leaves
+    them ~70 % full)."""
     with psycopg.connect(url, autocommit=True) as conn:
         if reindex:
             conn.execute("REINDEX TABLE activities")
+            conn.execute("REINDEX TABLE activity_keys")
         conn.execute("VACUUM ANALYZE activities")
+        conn.execute("VACUUM ANALYZE activity_keys")
         count = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
-        table, total = conn.execute("SELECT pg_table_size('activities'), pg_total_relation_size('activities')"
-                                    ).fetchone()
+        table, total = conn.execute(
+            "SELECT sum(pg_table_size(relid)), sum(pg_total_relation_size(relid))"
+            " FROM pg_partition_tree('activities') WHERE isleaf").fetchone()
+        keys = conn.execute("SELECT pg_total_relation_size('activity_keys')").fetchone()[0]
         rollups = conn.execute("SELECT pg_total_relation_size('activity_rollups'), count(*) FROM activity_rollups"
                                ).fetchone()
-        indexes = conn.execute("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-                               "WHERE relname = 'activities' ORDER BY 2 DESC").fetchall()
-    return {"count": count, "table": table, "indexes": total - table, "rollups": rollups[0],
+        indexes = conn.execute(
+            "SELECT c.relname, (SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(i.indexrelid) t)"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'activities'::regclass"
+            " ORDER BY 2 DESC").fetchall()
+    return {"count": count, "table": table, "indexes": total - table, "keys": keys, "rollups": rollups[0],
             "rollup_rows": rollups[1], "per_index": indexes}
 
 
@@ -269,8 +277,9 @@ def main() -> None:
           f"indexes {loose['indexes'] / per:.0f} B/event")
     print(f"storage after REINDEX, {per:,} events: table {space['table'] / per:.0f} B/event, "
           f"indexes {space['indexes'] / per:.0f} B/event, "
+          f"idempotency keys {space['keys'] / per:.0f} B/event, "
           f"rollups {space['rollups'] / per:.1f} B/event ({space['rollup_rows']:,} rows); "
-          f"total {(space['table'] + space['indexes'] + space['rollups']) / per / 1024:.2f} KB/event")
+          f"total {(space['table'] + space['indexes'] + space['keys'] + space['rollups']) / per / 1024:.2f} KB/event")
     for name, size in space["per_index"]:
         print(f"  {name:<32} {size / per:6.1f} B/event")
     print(f"\nfeed filters on the {sizes[-1]:,} tenant: the indexes each plan reads (EXPLAIN ANALYZE)")

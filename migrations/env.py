@@ -1,3 +1,4 @@
+import functools
 import logging
 from logging.config import fileConfig
 
@@ -88,13 +89,14 @@ def run_migrations_online():
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
-    conf_args.setdefault("include_object", include_in_autogenerate)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        conf_args.setdefault("include_object", functools.partial(include_in_autogenerate,
+                                                                 dialect=connection.dialect.name))
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

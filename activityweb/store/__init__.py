@@ -17,10 +17,11 @@ the names below.
 - `stats`: counts, series and durations of a filter
 - `rollups`: the hourly counts ingest keeps and stats read
 - `retention`: expiry and pruning
+- `partitions`: PostgreSQL's monthly partitions of the events, made ahead and dropped once expired
 - `accounts`: tenants, API tokens, users and memberships, integration secrets
 - `saved_views`: a reader's named filters; a new token's secret, held for one showing
 """
-from . import accounts, sessions, usage
+from . import accounts, partitions, sessions, usage
 from .accounts import (
     create_tenant,
     find_tenant,
@@ -58,7 +59,7 @@ from .stats import Durations, SeriesPoint, Stats, activity_stats
 from .tables import FEED_ORDER, activities, public, read_cursors, read_marks
 
 __all__ = [
-    "accounts", "sessions", "usage", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
+    "accounts", "partitions", "sessions", "usage", "create_tenant", "find_tenant", "get_or_create_tenant", "list_secrets", "list_tenants", "list_tokens",
     "memberships_of", "tenant_by_id",
     "CONVERSATION_MAX_EVENTS", "FEED_ORDER", "PRUNE_BATCH", "UNREAD_COUNT_CAP",
     "Durations", "IngestBatcher", "Page", "Pruned", "Reader", "SeriesPoint", "Stats", "Stored",

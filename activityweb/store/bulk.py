@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
-from . import rollups
+from . import partitions, rollups
 from .database import dialect
 from .ingest import BUMP_CLOCK, insert_statement
 from .retention import retention_periods
@@ -92,6 +92,12 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
     failures: list[BaseException] = []
 
     engine = db.engine  # the threads have no app context
+    with engine.connect() as conn:
+        keyed = partitions.is_partitioned(conn)
+    # Partitioned, the idempotency keys have a table of their own (partitions.py): a duplicate fails the chunk.
+    keys_sql = ("INSERT INTO activity_keys (key, tenant_id, activity_id) SELECT "
+                + partitions.KEY_SQL.format(tenant="%(t)s::int", source="s", source_id="i")
+                + ", %(t)s::int, id FROM unnest(%(s)s::text[], %(i)s::text[], %(id)s::uuid[]) AS u(s, i, id)")
 
     # The rollups trigger counts each chunk in its COPY's transaction.
     def writer():
@@ -102,15 +108,18 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             raw = None
         try:
             conn = raw.driver_connection if raw else None
-            while (chunk := chunks.get()) is not None:
+            while (item := chunks.get()) is not None:
                 if failures:
                     continue
+                chunk, keys = item
                 try:
                     with conn.cursor() as cursor:
                         # Seed data is not news: the live NOTIFY trigger stays quiet.
                         cursor.execute("SET LOCAL activityweb.quiet = 'on'")
                         with cursor.copy(sql) as copy:
                             copy.write(chunk)
+                        if keyed:
+                            cursor.execute(keys_sql, keys)
                     conn.commit()
                 except BaseException as exc:  # report to the producer, keep draining
                     conn.rollback()
@@ -128,11 +137,13 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
             if failures:
                 break
             prefix = f"{tenant_id}\t{utcnow().isoformat()}\t"
+            ids = [uuid7() for _ in chunk]
             lines = [
-                prefix + uuid7() + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS])
-                + "\t" + _copy_time(e["occurred_at"] + keep) for e in chunk
+                prefix + activity_id + "\t" + "\t".join([fmt(e[c]) for c, fmt in _COPY_FIELDS])
+                + "\t" + _copy_time(e["occurred_at"] + keep) for activity_id, e in zip(ids, chunk)
             ]
-            chunks.put(("\n".join(lines) + "\n").encode())
+            keys = {"t": tenant_id, "s": [e["source"] for e in chunk], "i": [e["source_id"] for e in chunk], "id": ids}
+            chunks.put((("\n".join(lines) + "\n").encode(), keys))
             loaded += len(chunk)
     finally:
         for _ in threads:

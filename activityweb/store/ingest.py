@@ -26,8 +26,13 @@ from ..models import ACTIVITY_FIELDS, utcnow
 from . import rollups
 from .database import autocommit_connection, pipeline
 from .firing import insert_firing_rules
+from .partitions import KEY_SQL, EnsureTimer
 from .retention import retention_periods
-from .tables import activities, public
+from .tables import activities, activity_key, activity_keys, public
+
+
+# The time partitions this process writes into exist ahead (partitions.py).
+_MONTHS_AHEAD = EnsureTimer()
 
 
 @dataclass
@@ -66,6 +71,8 @@ def add_activities(tenant_id: int, events: list[dict]) -> list[Stored]:
 def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
     """Store the events of several submissions (any tenants) in one multi-row
     INSERT ... ON CONFLICT DO NOTHING; one list of `Stored` per submission."""
+    if db.engine.dialect.name == "postgresql":
+        _MONTHS_AHEAD.check()
     now = utcnow()
     job_rows: list[list[dict]] = []
     first_by_key: dict[tuple[int, str, str], dict] = {}
@@ -203,19 +210,26 @@ _PG_COLUMN_TYPES = {
     "tags": "jsonb", "data": "jsonb", "occurred_at": "timestamptz", "received_at": "timestamptz",
 }
 # Each row's expiry comes from its tenant's retention in the same statement.
+# Its idempotency key goes first into activity_keys (partitioned `activities`
+# cannot hold a unique key without the month in it, see store/partitions.py):
+# only the events whose key was new are stored. A concurrent duplicate waits
+# on the key's index entry, and finds it taken once the first one commits.
 _PG_COLUMNS = ("tenant_id",) + ACTIVITY_FIELDS
 _PG_INSERT = (
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest(" + ", ".join(
+        f"%({c})b::{'text' if _PG_COLUMN_TYPES.get(c, 'text') == 'jsonb' else _PG_COLUMN_TYPES.get(c, 'text')}[]"
+        for c in _PG_COLUMNS
+    )
+    + f") AS t({', '.join(_PG_COLUMNS)})), "
+    "fresh AS (INSERT INTO activity_keys (key, tenant_id, activity_id) SELECT "
+    + KEY_SQL.format(tenant="t.tenant_id", source="t.source", source_id="t.source_id")
+    + ", t.tenant_id, t.id FROM t ON CONFLICT (key) DO NOTHING RETURNING activity_id) "
     f"INSERT INTO activities ({', '.join(_PG_COLUMNS)}, expires_at) "
     "SELECT " + ", ".join(
         f"t.{c}::jsonb" if _PG_COLUMN_TYPES.get(c) == "jsonb" else f"t.{c}" for c in _PG_COLUMNS
     )
     + ", t.occurred_at + make_interval(days => tenants.retention_days)"
-    + " FROM unnest(" + ", ".join(
-        f"%({c})b::{'text' if _PG_COLUMN_TYPES.get(c, 'text') == 'jsonb' else _PG_COLUMN_TYPES.get(c, 'text')}[]"
-        for c in _PG_COLUMNS
-    )
-    + f") AS t({', '.join(_PG_COLUMNS)}) JOIN tenants ON tenants.id = t.tenant_id "
-    "ON CONFLICT (tenant_id, source, source_id) DO NOTHING RETURNING id"
+    " FROM t JOIN fresh ON fresh.activity_id = t.id JOIN tenants ON tenants.id = t.tenant_id RETURNING id"
 )
 
 
@@ -278,13 +292,14 @@ def _ingest_connection():
 
 def _rows_by_source_key(conn, tenant_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
     found = {}
+    c = activities.c
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
-        query = sa.select(activities).where(
-            activities.c.tenant_id == tenant_id,
-            sa.tuple_(activities.c.source, activities.c.source_id).in_(chunk),
-        )
+        if conn.dialect.name == "postgresql":  # through the key table (see partitions.py)
+            query = sa.select(activities).join(activity_keys, activity_keys.c.activity_id == c.id).where(
+                c.tenant_id == tenant_id, activity_keys.c.key.in_([activity_key(tenant_id, *k) for k in chunk]))
+        else:
+            query = sa.select(activities).where(c.tenant_id == tenant_id, sa.tuple_(c.source, c.source_id).in_(chunk))
         for row in conn.execute(query).mappings():
             found[(row["source"], row["source_id"])] = public(row)
     return found
-

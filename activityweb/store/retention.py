@@ -11,7 +11,7 @@ from . import rollups
 from ..extensions import db
 from ..models import utcnow
 from .database import dialect
-from .tables import activities, prune_runs, tenants
+from .tables import activities, activity_key, activity_keys, prune_runs, read_marks, tenants
 from .usage import prune_points
 
 
@@ -46,9 +46,12 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
                .order_by(c.expires_at).limit(batch_size))
     result = Pruned(0, None, 0)
     while True:
-        gone = db.session.execute(sa.delete(activities).where(c.id.in_(expired)).returning(c.occurred_at)).scalars().all()
+        rows = db.session.execute(sa.delete(activities).where(c.tenant_id == tenant_id, c.id.in_(expired))
+                                  .returning(c.occurred_at, c.id, c.source, c.source_id)).all()
+        gone = [row.occurred_at for row in rows]
         # The hours the batch took events from are counted again from what remains, in its transaction.
         rollups.recompute(db.session.connection(), tenant_id, {rollups.truncate_hour(at) for at in gone})
+        forget(db.session.connection(), tenant_id, rows)
         db.session.commit()
         if gone:
             result.batches += 1
@@ -67,6 +70,18 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
         retention_days=sa.select(tenants.c.retention_days).where(tenants.c.id == tenant_id).scalar_subquery()))
     db.session.commit()
     return result
+
+
+def forget(conn, tenant_id: int, rows) -> None:
+    """What refers to deleted events (rows with id, source and source_id): the
+    readers' marks, and on PostgreSQL their idempotency keys (partitions.py)."""
+    if not rows:
+        return
+    conn.execute(sa.delete(read_marks).where(read_marks.c.tenant_id == tenant_id,
+                                             read_marks.c.activity_id.in_([row.id for row in rows])))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.delete(activity_keys).where(activity_keys.c.key.in_(
+            [activity_key(tenant_id, row.source, row.source_id) for row in rows])))
 
 
 def last_prune(tenant_id: int):
@@ -90,7 +105,8 @@ def set_retention(tenant_id: int, days: int, *, restamp: bool = False, batch_siz
             .order_by(c.id).limit(batch_size)).scalars().all()
         if not batch:
             break
-        db.session.execute(sa.update(activities).where(c.id.in_(batch)).values(expires_at=_expiry(days)))
+        db.session.execute(sa.update(activities).where(c.tenant_id == tenant_id, c.id.in_(batch))
+                           .values(expires_at=_expiry(days)))
         db.session.commit()
         restamped += len(batch)
         after = batch[-1]
