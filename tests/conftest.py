@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_KEY_PREFIX = "activityweb-tests"
-TABLES = ("activities", "api_tokens", "integration_secrets", "memberships", "users", "tenants")
+TABLES = ("activities", "activity_keys", "api_tokens", "integration_secrets", "memberships", "users", "tenants")
 
 
 def _unavailable(what: str, why: str):

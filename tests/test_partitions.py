@@ -123,6 +123,19 @@ def test_a_duplicate_is_caught_across_months(populated):
     assert _count(app) == len(rows) + 1
 
 
+def test_a_key_whose_event_was_deleted_by_hand_does_not_block_it(populated):
+    app, rows = populated
+    with app.app_context():
+        db.session.execute(sa.text("DELETE FROM activities WHERE id = :id"), {"id": rows[5]["id"]})
+        db.session.commit()
+        again = store.write_activities([(1, [_valid(source="ci", source_id=rows[5]["source_id"])])])[0][0]
+        assert not again.duplicate
+        assert _scalar("SELECT count(*) FROM activities WHERE source_id = :s", s=rows[5]["source_id"]) == 1
+        assert _scalar("SELECT activity_id::text FROM activity_keys WHERE key = activity_key(1, 'ci', :s)",
+                       s=rows[5]["source_id"]) == again.activity["id"]
+        db.session.remove()
+
+
 def test_twenty_writers_of_one_key_in_twenty_months_store_one_event(populated):
     """Each writer its own connection and statement: the key table, not the
     process's batcher, is what keeps one."""

@@ -95,9 +95,9 @@ def _copy_in_parallel(tenant_id: int, events, chunk_size: int, connections: int,
     with engine.connect() as conn:
         keyed = partitions.is_partitioned(conn)
     # Partitioned, the idempotency keys have a table of their own (partitions.py): a duplicate fails the chunk.
-    keys_sql = ("INSERT INTO activity_keys (key, tenant_id, activity_id) SELECT "
+    keys_sql = ("INSERT INTO activity_keys (key, activity_id) SELECT "
                 + partitions.KEY_SQL.format(tenant="%(t)s::int", source="s", source_id="i")
-                + ", %(t)s::int, id FROM unnest(%(s)s::text[], %(i)s::text[], %(id)s::uuid[]) AS u(s, i, id)")
+                + ", id FROM unnest(%(s)s::text[], %(i)s::text[], %(id)s::uuid[]) AS u(s, i, id)")
 
     # The rollups trigger counts each chunk in its COPY's transaction.
     def writer():

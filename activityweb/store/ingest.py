@@ -101,6 +101,10 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
         for tenant_id, keys in missing.items():
             for key, found in _rows_by_source_key(conn, tenant_id, keys).items():
                 existing[(tenant_id, *key)] = found
+        orphans = [row for key, row in first_by_key.items() if row["id"] not in inserted and key not in existing]
+        if orphans and conn.dialect.name == "postgresql":  # keys whose event is gone (deleted by hand): they are stale, so the events are new
+            _forget_keys(conn, orphans)
+            inserted |= insert_firing_rules(conn, orphans, _insert_rows)
     live.committed({row["tenant_id"] for row in unique_rows if row["id"] in inserted})
 
     results = []
@@ -221,9 +225,9 @@ _PG_INSERT = (
         for c in _PG_COLUMNS
     )
     + f") AS t({', '.join(_PG_COLUMNS)})), "
-    "fresh AS (INSERT INTO activity_keys (key, tenant_id, activity_id) SELECT "
+    "fresh AS (INSERT INTO activity_keys (key, activity_id) SELECT "
     + KEY_SQL.format(tenant="t.tenant_id", source="t.source", source_id="t.source_id")
-    + ", t.tenant_id, t.id FROM t ON CONFLICT (key) DO NOTHING RETURNING activity_id) "
+    + ", t.id FROM t ON CONFLICT (key) DO NOTHING RETURNING activity_id) "
     f"INSERT INTO activities ({', '.join(_PG_COLUMNS)}, expires_at) "
     "SELECT " + ", ".join(
         f"t.{c}::jsonb" if _PG_COLUMN_TYPES.get(c) == "jsonb" else f"t.{c}" for c in _PG_COLUMNS
@@ -288,6 +292,15 @@ def _ingest_connection():
     else:
         with db.engine.begin() as conn:
             yield conn
+
+
+def _forget_keys(conn, rows: list[dict]) -> None:
+    """Delete the keys of these rows that no stored event has (PostgreSQL's key table)."""
+    c = activities.c
+    for row in rows:
+        conn.execute(sa.delete(activity_keys).where(
+            activity_keys.c.key == activity_key(row["tenant_id"], row["source"], row["source_id"]),
+            ~sa.exists().where(c.tenant_id == row["tenant_id"], c.id == activity_keys.c.activity_id)))
 
 
 def _rows_by_source_key(conn, tenant_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:

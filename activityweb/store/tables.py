@@ -21,7 +21,6 @@ prune_runs = PruneRun.__table__
 activity_keys = sa.Table(
     "activity_keys", sa.MetaData(),
     sa.Column("key", postgresql.UUID(as_uuid=False), primary_key=True),
-    sa.Column("tenant_id", sa.Integer),
     sa.Column("activity_id", postgresql.UUID(as_uuid=False)),
 )
 

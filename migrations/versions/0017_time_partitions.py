@@ -12,7 +12,9 @@ A unique index on a partitioned table must include the partition key, so:
   one row per event: `activity_key(...)`, 16 bytes of md5, and the event's
   id. Ingest inserts the key first, in the same statement, and stores the
   event only when its key was new (store/ingest.py); concurrent duplicates
-  wait on the key's index as they waited on the unique constraint;
+  wait on the key's index as they waited on the unique constraint. The
+  tenant is in the hash, not a column: a foreign key to tenants would cost
+  each inserted key a lookup (5 ms of a 1,000-event batch's 56);
 - the primary key becomes (tenant_id, id, occurred_at). Ids stay unique by
   construction (UUIDv7); leading with the tenant, the key also serves what
   ix_activities_received did (a tenant's events by id), so that goes;
@@ -89,13 +91,9 @@ def upgrade():
 
     op.execute(KEY_FUNCTION)
     op.execute("""
-        CREATE TABLE activity_keys (
-          key uuid PRIMARY KEY,
-          tenant_id integer NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-          activity_id uuid NOT NULL
-        )
+        CREATE TABLE activity_keys (key uuid PRIMARY KEY, activity_id uuid NOT NULL)
     """)
-    op.execute("INSERT INTO activity_keys SELECT activity_key(tenant_id, source, source_id), tenant_id, id FROM activities")
+    op.execute("INSERT INTO activity_keys SELECT activity_key(tenant_id, source, source_id), id FROM activities")
 
     partitions.create_partitioned_table(conn, "activities_by_month", first, now)
     columns = ", ".join(partitions._stored_columns(conn))
