@@ -138,11 +138,10 @@ def partitions_ensure():
 @partitions_group.command("list")
 def partitions_list():
     """Each partition, its range and its size."""
-    for part, events, size in store.partitions.describe():
-        span = "default" if part.end is None else f"{part.start:%Y-%m-%d}" if part.start else "..."
-        if part.end is not None:
-            span += f" to {part.end:%Y-%m-%d}"
-        click.echo(f"{part.name}\t{span}\t~{events} events\t{size}")
+    for part in store.partitions.describe():
+        start = f"{part.start:%Y-%m-%d}" if part.start else "..."
+        span = "default" if part.end is None else f"{start} to {part.end:%Y-%m-%d}"
+        click.echo(f"{part.name}\t{span}\t~{part.events} events\t{part.size}")
 
 
 @partitions_group.command("drop-expired")

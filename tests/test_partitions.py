@@ -95,9 +95,7 @@ def test_the_upgrade_puts_each_event_in_its_month(populated):
         for row in rows[::37] + [rows[-1]]:
             assert _month_of(row["id"]) == partitions.month_name(partitions.month_start(row["occurred_at"]))
         names = {p.name for p in partitions.partitions(db.session.connection())}
-        ahead = partitions.month_start(datetime.now(timezone.utc))
-        for _ in range(partitions.AHEAD_MONTHS):
-            ahead = partitions.next_month(ahead)
+        ahead = partitions.add_months(partitions.month_start(datetime.now(timezone.utc)), partitions.AHEAD_MONTHS)
         assert {partitions.BEFORE, partitions.DEFAULT, partitions.month_name(ahead)} <= names
         assert not db.session.execute(sa.text(
             "SELECT EXISTS (SELECT 1 FROM ONLY activities_default UNION ALL SELECT 1 FROM activities_before)")).scalar()
@@ -207,8 +205,7 @@ def test_events_without_their_month_move_into_it_when_it_is_made(populated):
     """A month missing (ensure has not run): its events go to the default
     partition, and move into the month once it is made, counted once."""
     app, _ = populated
-    month = partitions.month_start(datetime.now(timezone.utc))
-    month = partitions.next_month(month)
+    month = partitions.next_month(partitions.month_start(datetime.now(timezone.utc)))
     name = partitions.month_name(month)
     with app.app_context():
         db.session.execute(sa.text(f"DROP TABLE {name}"))
@@ -229,9 +226,7 @@ def test_ingest_makes_the_months_ahead(populated):
     from activityweb.store import ingest
 
     app, _ = populated
-    ahead = partitions.month_start(datetime.now(timezone.utc))
-    for _ in range(partitions.AHEAD_MONTHS):
-        ahead = partitions.next_month(ahead)
+    ahead = partitions.add_months(partitions.month_start(datetime.now(timezone.utc)), partitions.AHEAD_MONTHS)
     with app.app_context():
         db.session.execute(sa.text(f"DROP TABLE {partitions.month_name(ahead)}"))
         db.session.commit()

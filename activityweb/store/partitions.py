@@ -20,6 +20,7 @@ SQLite stays one table; everything here is a no-op there.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import utcnow
+from .retention import forget
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,9 @@ CHECK_EVERY_SECONDS = 3600.0
 # same text. One definition, in the database (`activity_key`, migration 0017).
 KEY_SQL = "activity_key({tenant}, {source}, {source_id})"
 
-_MONTH_NAME = re.compile(r"^activities_(\d{4})_(\d{2})$")
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('activityweb.partitions'))"
 _PARTITIONS = sa.text("""
-    SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
+    SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+           greatest(c.reltuples, 0)::bigint, pg_size_pretty(pg_total_relation_size(c.oid))
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = 'activities'::regclass
 """)
@@ -70,13 +71,14 @@ def month_start(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def next_month(month: datetime) -> datetime:
-    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
-
-
-def months_before(month: datetime, count: int) -> datetime:
-    years, months = divmod(month.year * 12 + month.month - 1 - count, 12)
+def add_months(month: datetime, count: int) -> datetime:
+    """The start of the month `count` months after `month`'s start (before, if negative)."""
+    years, months = divmod(month.year * 12 + month.month - 1 + count, 12)
     return month.replace(year=years, month=months + 1)
+
+
+def next_month(month: datetime) -> datetime:
+    return add_months(month, 1)
 
 
 def month_name(month: datetime) -> str:
@@ -88,17 +90,19 @@ class Partition:
     name: str
     start: datetime | None  # None: from the beginning of time (`activities_before`)
     end: datetime | None    # None: the default partition
+    events: int = 0         # the planner's estimate
+    size: str = ""          # with its indexes
 
 
 def partitions(conn) -> list[Partition]:
     """The partitions of `activities`, oldest first (the default last)."""
     found = []
-    for name, bound in conn.execute(_PARTITIONS):
-        if bound == "DEFAULT":
-            found.append(Partition(name, None, None))
-            continue
-        start, end = re.findall(r"\(([^)]*)\)", bound)
-        found.append(Partition(name, None if start == "MINVALUE" else _bound(start), _bound(end)))
+    for name, bound, events, size in conn.execute(_PARTITIONS):
+        start = end = None
+        if bound != "DEFAULT":
+            low, high = re.findall(r"\(([^)]*)\)", bound)
+            start, end = None if low == "MINVALUE" else _bound(low), _bound(high)
+        found.append(Partition(name, start, end, events, size))
     return sorted(found, key=lambda p: (p.end is None, p.end or datetime.max.replace(tzinfo=timezone.utc)))
 
 
@@ -113,6 +117,18 @@ def _literal(moment: datetime) -> str:
 def is_partitioned(conn) -> bool:
     return conn.dialect.name == "postgresql" and conn.execute(sa.text(
         "SELECT relkind = 'p' FROM pg_class WHERE oid = 'activities'::regclass")).scalar_one()
+
+
+@contextlib.contextmanager
+def _changing_partitions():
+    """A transaction for DDL on the partitions, one process at a time; None on one table (SQLite)."""
+    with db.engine.begin() as conn:
+        if not is_partitioned(conn):
+            yield None
+            return
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('activityweb.partitions'))")
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        yield conn
 
 
 # ------------------------------------------------------------ making months
@@ -134,11 +150,8 @@ def create_partitioned_table(conn, name: str, first_month: datetime, now: dateti
 
 
 def _ahead(now: datetime) -> datetime:
-    """The first month not to be made yet: AHEAD_MONTHS after this one."""
-    month = month_start(now)
-    for _ in range(AHEAD_MONTHS + 1):
-        month = next_month(month)
-    return month
+    """The first month not to be made yet: the one after the AHEAD_MONTHS after this one."""
+    return add_months(month_start(now), AHEAD_MONTHS + 1)
 
 
 def ensure(now: datetime | None = None) -> list[str]:
@@ -147,11 +160,9 @@ def ensure(now: datetime | None = None) -> list[str]:
     partition for want of their month move into it (same transaction)."""
     now = now or utcnow()
     made = []
-    with db.engine.begin() as conn:
-        if not is_partitioned(conn):
+    with _changing_partitions() as conn:
+        if conn is None:
             return made
-        conn.exec_driver_sql(_LOCK)
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         have = {p.name for p in partitions(conn)}
         month = month_start(now)
         while month < _ahead(now):
@@ -172,7 +183,7 @@ def _make_month(conn, month: datetime) -> None:
         return
     # Written straight into the partition, the moved rows fire none of the
     # parent's statement triggers: they are counted in the rollups already.
-    columns = ", ".join(_stored_columns(conn))
+    columns = ", ".join(stored_columns(conn))
     conn.exec_driver_sql(f"ALTER TABLE activities DETACH PARTITION {DEFAULT}")
     conn.exec_driver_sql(f"CREATE TABLE {name} PARTITION OF activities FOR VALUES FROM ({start}) TO ({end})")
     conn.exec_driver_sql(f"INSERT INTO {name} ({columns}) SELECT {columns} {held}")
@@ -180,7 +191,7 @@ def _make_month(conn, month: datetime) -> None:
     conn.exec_driver_sql(f"ALTER TABLE activities ATTACH PARTITION {DEFAULT} DEFAULT")
 
 
-def _stored_columns(conn) -> list[str]:
+def stored_columns(conn) -> list[str]:
     """The columns of `activities` one can write (not the generated search vector)."""
     return list(conn.exec_driver_sql(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'activities'::regclass AND attnum > 0"
@@ -222,11 +233,9 @@ def drop_expired(now: datetime | None = None) -> list[Dropped]:
     one short transaction, then delete its idempotency keys and read marks
     in batches, then the table. A drop cut short is finished next time."""
     now = now or utcnow()
-    with db.engine.begin() as conn:
-        if not is_partitioned(conn):
+    with _changing_partitions() as conn:
+        if conn is None:
             return []
-        conn.exec_driver_sql(_LOCK)
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         tenant_ids = list(conn.exec_driver_sql("SELECT id FROM tenants").scalars())
         for part in partitions(conn):
             # activities_before (start None) is never dropped: backfills land there, and it is pruned by rows.
@@ -255,29 +264,23 @@ def _clear_rollups(conn, part: Partition) -> None:
 
 
 def _clean_up_and_drop(name: str) -> int:
-    """Delete a detached month's key rows and read marks, batch by batch, then the table."""
+    """Delete what refers to a detached month's events (retention.forget), batch by batch, then the table."""
     events = 0
     after = (0, "00000000-0000-0000-0000-000000000000")
-    key = KEY_SQL.format(tenant="tenant_id", source="source", source_id="source_id")
     while True:
         with db.engine.begin() as conn:
             batch = conn.exec_driver_sql(
-                f"SELECT tenant_id, id, {key} FROM {name} WHERE (tenant_id, id) > (%(t)s, %(id)s::uuid)"
+                f"SELECT tenant_id, id, source, source_id FROM {name} WHERE (tenant_id, id) > (%(t)s, %(id)s::uuid)"
                 f" ORDER BY tenant_id, id LIMIT {CLEANUP_BATCH}", {"t": after[0], "id": after[1]}).all()
             if not batch:
                 conn.exec_driver_sql(f"DROP TABLE {name}")
                 return events
-            conn.exec_driver_sql("DELETE FROM activity_keys WHERE key = ANY(%(keys)s)", {"keys": [r[2] for r in batch]})
-            conn.exec_driver_sql("DELETE FROM read_marks WHERE activity_id = ANY(%(ids)s)", {"ids": [r[1] for r in batch]})
+            forget(conn, batch)
         events += len(batch)
-        after = (batch[-1][0], str(batch[-1][1]))
+        after = (batch[-1].tenant_id, str(batch[-1].id))
 
 
-def describe() -> list[tuple[Partition, int, str]]:
-    """Each partition with its estimated events and its size, indexes included."""
+def describe() -> list[Partition]:
+    """Each partition with its estimated events and its size."""
     with db.engine.connect() as conn:
-        if not is_partitioned(conn):
-            return []
-        return [(part, *conn.exec_driver_sql(
-            "SELECT greatest(reltuples, 0)::bigint, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class"
-            " WHERE oid = %(name)s::regclass", {"name": part.name}).one()) for part in partitions(conn)]
+        return partitions(conn) if is_partitioned(conn) else []

@@ -47,11 +47,11 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
     result = Pruned(0, None, 0)
     while True:
         rows = db.session.execute(sa.delete(activities).where(c.tenant_id == tenant_id, c.id.in_(expired))
-                                  .returning(c.occurred_at, c.id, c.source, c.source_id)).all()
+                                  .returning(c.occurred_at, c.tenant_id, c.id, c.source, c.source_id)).all()
         gone = [row.occurred_at for row in rows]
         # The hours the batch took events from are counted again from what remains, in its transaction.
         rollups.recompute(db.session.connection(), tenant_id, {rollups.truncate_hour(at) for at in gone})
-        forget(db.session.connection(), tenant_id, rows)
+        forget(db.session.connection(), rows)
         db.session.commit()
         if gone:
             result.batches += 1
@@ -72,16 +72,16 @@ def prune(tenant_id: int, *, batch_size: int = PRUNE_BATCH, now: datetime | None
     return result
 
 
-def forget(conn, tenant_id: int, rows) -> None:
-    """What refers to deleted events (rows with id, source and source_id): the
-    readers' marks, and on PostgreSQL their idempotency keys (partitions.py)."""
+def forget(conn, rows) -> None:
+    """Delete what refers to deleted events (rows with tenant_id, id, source and
+    source_id): the readers' marks, and on PostgreSQL their idempotency keys
+    (partitions.py). Ids are unique across tenants: ix_read_marks_activity finds the marks."""
     if not rows:
         return
-    conn.execute(sa.delete(read_marks).where(read_marks.c.tenant_id == tenant_id,
-                                             read_marks.c.activity_id.in_([row.id for row in rows])))
+    conn.execute(sa.delete(read_marks).where(read_marks.c.activity_id.in_([str(row.id) for row in rows])))
     if conn.dialect.name == "postgresql":
         conn.execute(sa.delete(activity_keys).where(activity_keys.c.key.in_(
-            [activity_key(tenant_id, row.source, row.source_id) for row in rows])))
+            [activity_key(row.tenant_id, row.source, row.source_id) for row in rows])))
 
 
 def last_prune(tenant_id: int):

@@ -85,7 +85,7 @@ def upgrade():
     now = datetime.now(timezone.utc)
     op.execute("LOCK TABLE activities IN SHARE ROW EXCLUSIVE MODE")
     oldest = conn.exec_driver_sql("SELECT min(occurred_at) FROM activities").scalar()
-    floor = partitions.months_before(partitions.month_start(now), OLDEST_MONTHS)
+    floor = partitions.add_months(partitions.month_start(now), -OLDEST_MONTHS)
     first = max(partitions.month_start(oldest), floor) if oldest else partitions.month_start(now)
     definitions = _definitions(conn, skip={"ix_activities_received"})
 
@@ -96,7 +96,7 @@ def upgrade():
     op.execute("INSERT INTO activity_keys SELECT activity_key(tenant_id, source, source_id), id FROM activities")
 
     partitions.create_partitioned_table(conn, "activities_by_month", first, now)
-    columns = ", ".join(partitions._stored_columns(conn))
+    columns = ", ".join(partitions.stored_columns(conn))
     op.execute(f"INSERT INTO activities_by_month ({columns}) SELECT {columns} FROM activities")
     op.execute("DROP TABLE activities CASCADE")  # with read_marks' foreign key to it
     op.execute("ALTER TABLE activities_by_month RENAME TO activities")
@@ -117,7 +117,7 @@ def downgrade():
     op.execute("LOCK TABLE activities IN SHARE ROW EXCLUSIVE MODE")
     definitions = _definitions(conn, skip=set())
     op.execute("CREATE TABLE activities_whole (LIKE activities INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE)")
-    columns = ", ".join(partitions._stored_columns(conn))
+    columns = ", ".join(partitions.stored_columns(conn))
     op.execute(f"INSERT INTO activities_whole ({columns}) SELECT {columns} FROM activities")
     op.execute("DROP TABLE activities CASCADE")
     op.execute("DROP TABLE activity_keys")
