@@ -121,6 +121,25 @@ def test_a_duplicate_is_caught_across_months(populated):
     assert _count(app) == len(rows) + 1
 
 
+def test_search_finds_upgraded_and_new_events_in_every_month(populated):
+    """The upgraded months keep their events' search vectors; new events get theirs."""
+    from activityweb import auth
+
+    app, rows = populated
+    with app.app_context():
+        _, secret = auth.create_token(store.get_or_create_tenant("acme"), "test", ["ingest", "read"])
+    headers = {"Authorization": f"Bearer {secret}"}
+    client = app.test_client()
+    assert client.post("/api/v1/activities", headers=headers,
+                       json=event(title="run fresh-one", source="ci", source_id="run-fresh")).status_code == 201
+    found = client.get("/api/v1/activities?q=run&limit=200", headers=headers).get_json()["items"]
+    assert len(found) == 200 and found[0]["title"] == "run fresh-one"
+    assert [a["title"] for a in client.get("/api/v1/activities?q=fresh", headers=headers).get_json()["items"]] \
+        == ["run fresh-one"]
+    assert [a["id"] for a in client.get(f"/api/v1/activities?q=run+{len(rows) - 1}",
+                                        headers=headers).get_json()["items"]] == [rows[-1]["id"]]
+
+
 def test_a_key_whose_event_was_deleted_by_hand_does_not_block_it(populated):
     app, rows = populated
     with app.app_context():
