@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -23,13 +24,15 @@ from ..errors import database_away
 from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
-from . import rollups
+from . import replay, rollups
 from .database import autocommit_connection, pipeline
 from .firing import insert_firing_rules
 from .partitions import KEY_SQL, EnsureTimer
 from .retention import retention_periods
 from .tables import activities, activity_key, activity_keys, public
 
+
+log = logging.getLogger(__name__)
 
 # The time partitions this process writes into exist ahead (partitions.py).
 _MONTHS_AHEAD = EnsureTimer()
@@ -105,7 +108,10 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
         if orphans and conn.dialect.name == "postgresql":  # keys whose event is gone (deleted by hand): they are stale, so the events are new
             _forget_keys(conn, orphans)
             inserted |= insert_firing_rules(conn, orphans, _insert_rows)
-    live.committed({row["tenant_id"] for row in unique_rows if row["id"] in inserted})
+        fresh_tenants = {row["tenant_id"] for row in unique_rows if row["id"] in inserted}
+        if fresh_tenants and conn.dialect.name == "postgresql":
+            _announce(conn, fresh_tenants)
+    live.committed(fresh_tenants)
 
     results = []
     for rows in job_rows:
@@ -119,6 +125,16 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
                 stored.append(Stored(existing[key], duplicate=True))
         results.append(stored)
     return results
+
+
+def _announce(conn, tenant_ids) -> None:
+    """Wake other processes' followers (store.replay.announce). The events
+    are committed: a failure here must not fail their ingest, and the
+    followers read every watched tenant within a second anyway."""
+    try:
+        replay.announce(conn, tenant_ids)
+    except Exception:
+        log.warning("could not announce new events of tenants %s", sorted(tenant_ids), exc_info=True)
 
 
 class _Job:
@@ -220,7 +236,9 @@ _PG_COLUMN_TYPES = {
 # on the key's index entry, and finds it taken once the first one commits.
 _PG_COLUMNS = ("tenant_id",) + ACTIVITY_FIELDS
 _PG_INSERT = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest(" + ", ".join(
+    # Quiet: no NOTIFY from the trigger inside this transaction; write_activities announces the commit.
+    "WITH quiet AS MATERIALIZED (SELECT set_config('activityweb.quiet', 'on', true)), "
+    "t AS MATERIALIZED (SELECT t.* FROM quiet, unnest(" + ", ".join(
         f"%({c})b::{'text' if _PG_COLUMN_TYPES.get(c, 'text') == 'jsonb' else _PG_COLUMN_TYPES.get(c, 'text')}[]"
         for c in _PG_COLUMNS
     )
