@@ -9,10 +9,11 @@ beyond the id. The table's rollup trigger still runs, as for any insert."""
 import json
 import os
 import queue
-import uuid
 
 import psycopg
 from flask import Flask, request
+
+from activityweb.ids import uuid7  # ids in insert order, as ActivityWeb's and raw_rows' are
 
 app = Flask(__name__)
 _DSN = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
@@ -39,12 +40,13 @@ with psycopg.connect(_DSN) as _conn:
 @app.post("/api/v1/activities")
 def create():
     body = json.loads(request.get_data())
-    event_id = uuid.uuid4()
+    event_id = uuid7()
     conn = _connection()
     try:
         conn.execute(_INSERT, (event_id, _TENANT, body["type"], body["source"], body["source_id"], body["title"],
                                body.get("actor_id"), body.get("actor_name"), body.get("status"),
                                json.dumps(body.get("tags", [])), json.dumps(body.get("data", {}))))
     finally:
-        _idle.put(conn)
+        if not conn.broken:
+            _idle.put(conn)
     return {"id": str(event_id), "title": body["title"]}, 201

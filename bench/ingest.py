@@ -178,6 +178,7 @@ def main() -> None:
         row("requests/s", f"{o['rps']:,.0f}", f"{bi['rps']:,.0f}", f"share {o['rps'] / bi['rps']:.0%}")
         row("p50 latency", f"{o['p50']:.2f} ms", f"{bi['p50']:.2f} ms")
         row("p99 latency", f"{o['p99']:.2f} ms", f"{bi['p99']:.2f} ms")
+        row("errors", f"{o['errors']}", f"{bi['errors']}")
     header("raw PostgreSQL, same table")
     row("single-row INSERT + COMMIT, 1 conn", "", f"{single_raw:,.0f} rows/s", "fsync bound per connection")
     header(f"batch ingest (1,000-event POSTs, {args.batch_threads} clients)")

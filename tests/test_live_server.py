@@ -380,7 +380,7 @@ def test_an_event_stream_that_stops_reading_is_cut_after_its_grace(backend, tmp_
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_ingest_announces_each_commit_once_outside_its_transaction(app, client, make_token):
+def test_ingest_is_quiet_in_its_insert_and_announces_each_commit_once(app, client, make_token):
     """The INSERT is quiet (no NOTIFY inside the inserting transaction, which
     would hold the cluster's notify lock through its flush); the commit is
     announced once, after, with the tenant only. Other writers keep the trigger."""

@@ -18,7 +18,7 @@ open) are held back: the follower looks again shortly (every few ms at
 first, then up to `RECHECK_MAX`) until the horizon passes them. An aborted
 transaction sends no notification, which is why it looks rather than waits.
 The safety net: every watched tenant is read at least every `IDLE_READ`
-seconds anyway.
+seconds anyway, however busy other tenants keep the follower.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class Follower:
         self._cond = threading.Condition()
         self._dirty: set[int] = set()
         self._held: dict[int, tuple[float, float]] = {}  # tenant -> (when to look again, the delay it waited)
+        self._full_read_at = time.monotonic() + IDLE_READ  # when every watched tenant is read next
         self._pid = None
         self._stopping = threading.Event()
         self.listening = threading.Event()
@@ -107,14 +108,18 @@ class Follower:
         with self._cond:
             while not self._stopping.is_set():
                 now = time.monotonic()
+                if now >= self._full_read_at:
+                    # The safety net, however busy other tenants keep us: a tenant
+                    # whose wake-up was lost waits a second, not for its next event.
+                    self._full_read_at = now + IDLE_READ
+                    self._dirty = set()
+                    return set(self.positions)
                 due = {t for t, (at, _) in self._held.items() if at <= now}
                 if self._dirty or due:
                     tenants = self._dirty | due
                     self._dirty = set()
                     return tenants
-                wait = min((at for at, _ in self._held.values()), default=now + IDLE_READ) - now
-                if not self._cond.wait(max(wait, 0)) and not self._held and wait >= IDLE_READ - 0.001:
-                    return set(self.positions)  # the safety net
+                self._cond.wait(min([at for at, _ in self._held.values()] + [self._full_read_at]) - now)
             return set()
 
     def _read_forever(self) -> None:

@@ -149,8 +149,16 @@ def _final(rows, below: int) -> tuple[list[tuple[int, dict]], bool]:
 def count_after(tenant_id: int, after: tuple[int, str], cap: int) -> int:
     """How many of the tenant's events follow the position, counting up to `cap + 1`."""
     c = activities.c
-    inner = sa.select(sa.literal(1)).where(c.tenant_id == tenant_id, _after(after, None)).limit(cap + 1).subquery()
-    return db.session.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one()
+    txid, event_id = after
+    at = sa.literal(txid, c.txid.type)
+
+    def counted(*where):
+        inner = sa.select(sa.literal(1)).where(c.tenant_id == tenant_id, *where).limit(cap + 1).subquery()
+        return sa.select(sa.func.count()).select_from(inner).scalar_subquery()
+
+    # Later transactions from the index alone (it has no id, migration 0018), then the rest of this one.
+    later, rest = counted(c.txid > at), counted(c.txid == at, c.id > sa.literal(event_id, c.id.type))
+    return min(cap + 1, db.session.execute(sa.select(later + rest)).scalar_one())
 
 
 def position_of(tenant_id: int, event_id: str) -> tuple[int, str] | None:
