@@ -6,9 +6,8 @@ tenant, it reads the tenant's rows after that position in commit order, page
 by page, hands what is final (below the horizon) to the hub, and moves on.
 
 Wake-ups come from this process's own inserts (`wake`, after commit) and,
-on PostgreSQL, from other processes' through one LISTEN connection (ingest
-announces each commit after it, `store.replay.announce`; other writers
-notify from the trigger of migration 0002). A notification only wakes:
+on PostgreSQL, from other processes' through one LISTEN connection (the
+trigger of migration 0002 notifies on commit). A notification only wakes:
 what is delivered is always what the read finds, so a lost notification,
 a listener that reconnects, or a database that was away for a while loses
 nothing; the next read catches up from the position.

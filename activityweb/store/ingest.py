@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -24,15 +23,13 @@ from ..errors import database_away
 from ..extensions import db
 from ..ids import uuid7
 from ..models import ACTIVITY_FIELDS, utcnow
-from . import replay, rollups
+from . import rollups
 from .database import autocommit_connection, pipeline
 from .firing import insert_firing_rules
 from .partitions import KEY_SQL, EnsureTimer
 from .retention import retention_periods
 from .tables import activities, activity_key, activity_keys, public
 
-
-log = logging.getLogger(__name__)
 
 # The time partitions this process writes into exist ahead (partitions.py).
 _MONTHS_AHEAD = EnsureTimer()
@@ -95,26 +92,20 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
 
     unique_rows = list(first_by_key.values())
     existing: dict[tuple[int, str, str], dict] = {}
-    inserted: set[str] = set()
-    try:
-        with _ingest_connection() as conn:
-            inserted = insert_firing_rules(conn, unique_rows, _insert_rows)  # and the rules' firings, in one transaction
-            missing: dict[int, list[tuple[str, str]]] = {}
-            for (tenant_id, source, source_id), row in first_by_key.items():
-                if row["id"] not in inserted:
-                    missing.setdefault(tenant_id, []).append((source, source_id))
-            for tenant_id, keys in missing.items():
-                for key, found in _rows_by_source_key(conn, tenant_id, keys).items():
-                    existing[(tenant_id, *key)] = found
-            orphans = [row for key, row in first_by_key.items() if row["id"] not in inserted and key not in existing]
-            if orphans and conn.dialect.name == "postgresql":  # keys whose event is gone (deleted by hand): they are stale, so the events are new
-                _forget_keys(conn, orphans)
-                inserted |= insert_firing_rules(conn, orphans, _insert_rows)
-    finally:
-        # What committed is announced even if a later step failed: a retry finds those events as repeats.
-        fresh_tenants = {row["tenant_id"] for row in unique_rows if row["id"] in inserted}
-        _announce(fresh_tenants)
-        live.committed(fresh_tenants)
+    with _ingest_connection() as conn:
+        inserted = insert_firing_rules(conn, unique_rows, _insert_rows)  # and the rules' firings, in one transaction
+        missing: dict[int, list[tuple[str, str]]] = {}
+        for (tenant_id, source, source_id), row in first_by_key.items():
+            if row["id"] not in inserted:
+                missing.setdefault(tenant_id, []).append((source, source_id))
+        for tenant_id, keys in missing.items():
+            for key, found in _rows_by_source_key(conn, tenant_id, keys).items():
+                existing[(tenant_id, *key)] = found
+        orphans = [row for key, row in first_by_key.items() if row["id"] not in inserted and key not in existing]
+        if orphans and conn.dialect.name == "postgresql":  # keys whose event is gone (deleted by hand): they are stale, so the events are new
+            _forget_keys(conn, orphans)
+            inserted |= insert_firing_rules(conn, orphans, _insert_rows)
+    live.committed({row["tenant_id"] for row in unique_rows if row["id"] in inserted})
 
     results = []
     for rows in job_rows:
@@ -128,20 +119,6 @@ def write_activities(jobs: list[tuple[int, list[dict]]]) -> list[list[Stored]]:
                 stored.append(Stored(existing[key], duplicate=True))
         results.append(stored)
     return results
-
-
-def _announce(tenant_ids) -> None:
-    """Wake other processes' followers (PostgreSQL; store.replay.announce),
-    on a connection of its own in autocommit (the insert's may have been
-    reconnected out of it). The events are committed: a failure here must
-    not fail their ingest, and followers read every watched tenant each second anyway."""
-    if not tenant_ids or db.engine.dialect.name != "postgresql":
-        return
-    try:
-        with autocommit_connection() as conn:
-            replay.announce(conn, tenant_ids)
-    except Exception:
-        log.warning("could not announce new events of tenants %s", sorted(tenant_ids), exc_info=True)
 
 
 class _Job:
@@ -243,9 +220,7 @@ _PG_COLUMN_TYPES = {
 # on the key's index entry, and finds it taken once the first one commits.
 _PG_COLUMNS = ("tenant_id",) + ACTIVITY_FIELDS
 _PG_INSERT = (
-    # Quiet: no NOTIFY from the trigger inside this transaction; write_activities announces the commit.
-    "WITH quiet AS MATERIALIZED (SELECT set_config('activityweb.quiet', 'on', true)), "
-    "t AS MATERIALIZED (SELECT t.* FROM quiet, unnest(" + ", ".join(
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest(" + ", ".join(
         f"%({c})b::{'text' if _PG_COLUMN_TYPES.get(c, 'text') == 'jsonb' else _PG_COLUMN_TYPES.get(c, 'text')}[]"
         for c in _PG_COLUMNS
     )
@@ -307,8 +282,8 @@ def _ingest_connection():
 
     On PostgreSQL the INSERT is one statement whatever the batch size, so it
     runs in autocommit as its own transaction: a POST costs one round trip
-    instead of BEGIN, INSERT, COMMIT. (Its wake-up for other processes is
-    sent after that commit, by `_announce`.) A repeat's stored row is read after
+    instead of BEGIN, INSERT, COMMIT. (Its NOTIFY comes from a trigger in the
+    same statement; see migration 0002.) A repeat's stored row is read after
     that commit, which is what a concurrent winner needs anyway.
     """
     if db.engine.dialect.name == "postgresql":

@@ -188,25 +188,10 @@ def listening(dsn: str):
         yield conn
 
 
-# Ingest's INSERT is quiet (it sets `activityweb.quiet`, so the trigger of
-# migration 0002 sends nothing) and ingest announces its commits with this,
-# in a transaction of its own. A NOTIFY inside the inserting transaction
-# holds PostgreSQL's notify lock (one per cluster) through that commit's
-# flush, so every such commit waited for the one before: 16 connections of
-# single-row inserts made 134-261 commits/s with the trigger, 691-812 without.
-_ANNOUNCE = f"SELECT pg_notify('{CHANNEL}', json_build_object('t', t)::text) FROM unnest(%(tenants)s::int[]) AS t"
-
-
-def announce(conn, tenant_ids) -> None:
-    """Wake every process's listener for these tenants, whose new events
-    have committed (PostgreSQL; `conn` in autocommit)."""
-    conn.exec_driver_sql(_ANNOUNCE, {"tenants": sorted(tenant_ids)})
-
-
 def probe(conn) -> None:
     """Ask the LISTEN connection something, so a dead one fails now."""
     conn.execute("SELECT 1")
 
 
-__all__ = ["CHANNEL", "announce", "count_after", "first_position", "listening", "position_of", "probe", "read_after",
+__all__ = ["CHANNEL", "count_after", "first_position", "listening", "position_of", "probe", "read_after",
            "release", "snapshot"]
