@@ -119,6 +119,10 @@ def is_partitioned(conn) -> bool:
         "SELECT relkind = 'p' FROM pg_class WHERE oid = 'activities'::regclass")).scalar_one()
 
 
+# The advisory lock whoever changes the partitions holds (a migration, session-wide, for its loop).
+LOCK_KEY = "hashtext('activityweb.partitions')"
+
+
 @contextlib.contextmanager
 def _changing_partitions():
     """A transaction for DDL on the partitions, one process at a time; None on one table (SQLite)."""
@@ -126,7 +130,7 @@ def _changing_partitions():
         if not is_partitioned(conn):
             yield None
             return
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('activityweb.partitions'))")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         yield conn
 

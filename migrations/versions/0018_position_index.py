@@ -23,6 +23,8 @@ too and not taken: 99 bytes an event, but a search for a word in 1 event of
 """
 from alembic import op
 
+from activityweb.store import partitions
+
 revision = "0018"
 down_revision = "0017"
 branch_labels = None
@@ -43,25 +45,19 @@ def upgrade():
     with op.get_context().autocommit_block():
         # Partitions made, moved or dropped meanwhile (store/partitions.py) would
         # race the loop: hold their lock, session-wide, for its length.
-        op.execute("SELECT pg_advisory_lock(hashtext('activityweb.partitions'))")
+        op.execute(f"SELECT pg_advisory_lock({partitions.LOCK_KEY})")
         try:
-            for part in _partitions_without_the_index(bind):
+            done = set(bind.exec_driver_sql(
+                "SELECT x.indrelid::regclass::text FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid"
+                " WHERE i.inhparent = 'ix_activities_position'::regclass AND x.indisvalid").scalars())
+            for part in (p.name for p in partitions.partitions(bind) if p.name not in done):
                 index = f"{part}_position"
                 op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")  # an INVALID one from a build cut short
                 op.execute(f"CREATE INDEX CONCURRENTLY {index} ON {part} (tenant_id, txid)")
                 op.execute(f"ALTER INDEX ix_activities_position ATTACH PARTITION {index}")
         finally:
-            op.execute("SELECT pg_advisory_unlock(hashtext('activityweb.partitions'))")
+            op.execute(f"SELECT pg_advisory_unlock({partitions.LOCK_KEY})")
     op.execute("DROP INDEX IF EXISTS ix_activities_position_0007")
-
-
-def _partitions_without_the_index(bind) -> list[str]:
-    return [row[0] for row in bind.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'activities'::regclass AND NOT EXISTS ("
-        " SELECT 1 FROM pg_inherits ii JOIN pg_index x ON x.indexrelid = ii.inhrelid"
-        " WHERE ii.inhparent = 'ix_activities_position'::regclass AND x.indrelid = c.oid AND x.indisvalid)"
-        " ORDER BY 1")]
 
 
 def downgrade():
